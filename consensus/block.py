@@ -1,0 +1,104 @@
+"""Block headers and blocks.
+
+Header (canonical array, its SHA-256 is the block hash):
+    [chain_id, height, time_ms, prev_hash, last_commit_hash, tx_root, state_root,
+     validators_hash, proposer]
+`state_root` is the root of the state after block height-1 (so a proposer can build a
+header before executing its own block); `prev_hash` of block 1 is the genesis hash.
+Block: [header, txs (each the raw canonical tx bytes), evidence, last_commit].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from consensus.address import ADDRESS_LEN
+from consensus.codec import (
+    decode,
+    encode,
+    expect_array,
+    expect_bytes,
+    expect_int,
+    expect_list,
+    expect_str,
+)
+from consensus.hashing import HASH_LEN, merkle_root, sha256
+from consensus.tx import MAX_CHAIN_ID_LEN
+from consensus.vote import Commit
+
+MAX_EVIDENCE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    chain_id: str
+    height: int
+    time_ms: int
+    prev_hash: bytes
+    last_commit_hash: bytes
+    tx_root: bytes
+    state_root: bytes
+    validators_hash: bytes
+    proposer: bytes
+
+    def to_fields(self) -> list:
+        return [self.chain_id, self.height, self.time_ms, self.prev_hash, self.last_commit_hash,
+                self.tx_root, self.state_root, self.validators_hash, self.proposer]
+
+    def hash(self) -> bytes:
+        return sha256(encode(self.to_fields()))
+
+    @classmethod
+    def from_fields(cls, value: object) -> Header:
+        (chain_id, height, time_ms, prev_hash, last_commit_hash, tx_root, state_root,
+         validators_hash, proposer) = expect_list(value, 9, "header")
+        return cls(
+            chain_id=expect_str(chain_id, "header.chain_id", MAX_CHAIN_ID_LEN),
+            height=expect_int(height, "header.height", 1),
+            time_ms=expect_int(time_ms, "header.time_ms"),
+            prev_hash=expect_bytes(prev_hash, "header.prev_hash", HASH_LEN),
+            last_commit_hash=expect_bytes(last_commit_hash, "header.last_commit_hash", HASH_LEN),
+            tx_root=expect_bytes(tx_root, "header.tx_root", HASH_LEN),
+            state_root=expect_bytes(state_root, "header.state_root", HASH_LEN),
+            validators_hash=expect_bytes(validators_hash, "header.validators_hash", HASH_LEN),
+            proposer=expect_bytes(proposer, "header.proposer", ADDRESS_LEN),
+        )
+
+
+def tx_root(txs: list[bytes]) -> bytes:
+    """Merkle root over the transaction hashes, in block order."""
+    return merkle_root([sha256(raw) for raw in txs])
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    header: Header
+    txs: tuple[bytes, ...]
+    evidence: tuple[bytes, ...]
+    last_commit: Commit
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+    def hash(self) -> bytes:
+        return self.header.hash()
+
+    def to_fields(self) -> list:
+        return [self.header.to_fields(), list(self.txs), list(self.evidence),
+                self.last_commit.to_fields()]
+
+    def encode(self) -> bytes:
+        return encode(self.to_fields())
+
+    @classmethod
+    def decode(cls, raw: bytes, max_bytes: int, max_txs: int) -> Block:
+        header, txs, evidence, last_commit = expect_list(decode(raw, max_bytes), 4, "block")
+        tx_list = expect_array(txs, "block.txs", max_txs)
+        for i, tx in enumerate(tx_list):
+            expect_bytes(tx, f"block.txs[{i}]", max_len=max_bytes)
+        ev_list = expect_array(evidence, "block.evidence", MAX_EVIDENCE)
+        for i, ev in enumerate(ev_list):
+            expect_bytes(ev, f"block.evidence[{i}]", max_len=max_bytes)
+        return cls(Header.from_fields(header), tuple(tx_list), tuple(ev_list),
+                   Commit.from_fields(last_commit))

@@ -1,0 +1,71 @@
+"""Chain constants (fixed by the protocol) and chain parameters (set per network in genesis)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from consensus.codec import MAX_INT64, encode, expect_int, expect_list
+from consensus.errors import DecodeError
+from consensus.hashing import sha256
+
+# --- constants: the same on every network -------------------------------------------------
+DENOM = "ujev"
+UJEV_PER_JEV = 10**6
+MAX_AMOUNT = MAX_INT64  # no balance, stake, amount or total supply may exceed this
+BPS = 10_000  # basis points denominator
+
+
+@dataclass(frozen=True, slots=True)
+class ChainParams:
+    """Per-network parameters. Integers only; `bps` fields are parts per 10,000."""
+
+    block_reward: int = 2 * UJEV_PER_JEV
+    proposer_bonus_bps: int = 1_000
+    fee_burn_bps: int = 5_000
+    min_fee: int = 100
+    max_block_txs: int = 10_000
+    max_block_bytes: int = 4 * 1024 * 1024
+    max_tx_bytes: int = 4 * 1024
+    unbonding_blocks: int = 100
+
+    def to_fields(self) -> list[int]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+    @classmethod
+    def from_fields(cls, value: object) -> ChainParams:
+        names = [f.name for f in fields(cls)]
+        items = expect_list(value, len(names), "params")
+        return cls.from_dict(dict(zip(names, items, strict=True)))
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ChainParams:
+        """Build from a (JSON) mapping; unknown or missing names and bad values raise DecodeError."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise DecodeError(f"params: unknown field(s) {', '.join(unknown)}")
+        values = {}
+        for name in names:
+            if name not in data:
+                raise DecodeError(f"params: missing field {name}")
+            values[name] = expect_int(data[name], f"params.{name}", 0, MAX_AMOUNT)
+        params = cls(**values)
+        params.validate()
+        return params
+
+    def validate(self) -> None:
+        for name in ("proposer_bonus_bps", "fee_burn_bps"):
+            if getattr(self, name) > BPS:
+                raise DecodeError(f"params.{name}: {getattr(self, name)} exceeds {BPS} (100%)")
+        if self.max_block_txs < 1:
+            raise DecodeError("params.max_block_txs must be at least 1")
+        if self.max_tx_bytes < 256:
+            raise DecodeError(f"params.max_tx_bytes: {self.max_tx_bytes} is below 256 bytes")
+        if self.max_block_bytes < self.max_tx_bytes:
+            raise DecodeError("params.max_block_bytes must be at least params.max_tx_bytes")
+
+    def hash(self) -> bytes:
+        return sha256(encode(self.to_fields()))

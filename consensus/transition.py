@@ -1,0 +1,209 @@
+"""The state transition: `apply_block(state, block, params) -> state`.
+
+Reads like a specification: each `process_*` step changes a working copy, each validity
+rule is one line that raises a typed error with a reason. The input state is never
+modified, so a block that fails half-way leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from consensus.block import Block, tx_root
+from consensus.errors import (
+    AmountOverflow,
+    BadTxSignature,
+    DecodeError,
+    FeeTooLow,
+    InsufficientFunds,
+    InvalidBlock,
+    InvalidTx,
+    InvariantViolation,
+    NonceGap,
+    NonceReused,
+    NonPositiveAmount,
+    MalformedTx,
+    UnknownSender,
+    WrongChainId,
+)
+from consensus.crypto import verify_signature
+from consensus.hashing import sha256
+from consensus.params import BPS, MAX_AMOUNT, ChainParams
+from consensus.sigcache import SigCache
+from consensus.state import Account, State, validators_hash
+from consensus.tx import Transfer, Tx
+from consensus.vote import verify_commit
+
+
+def apply_block(state: State, block: Block, params: ChainParams,
+                sig_cache: SigCache | None = None) -> State:
+    """Validate `block` against `state` and return the state after it.
+
+    Raises InvalidBlock (or a subclass) naming the broken rule; `state` is untouched.
+    `sig_cache` holds hashes of transactions already verified by this node; others are
+    verified here (and added).
+    """
+    if params != state.params:
+        raise InvalidBlock("chain parameters differ from the state's parameters")
+    work = state.copy()
+    process_header(work, block)
+    process_last_commit(work, block)
+    fees = process_transactions(work, block, params, sig_cache)
+    minted, burned = process_rewards(work, block.header.proposer, fees, params)
+    check_supply_delta(state, work, minted, burned)
+    finish_block(work, block)
+    return work
+
+
+# --- header and commit --------------------------------------------------------------------
+
+
+def process_header(state: State, block: Block) -> None:
+    h = block.header
+    if h.chain_id != state.chain_id:
+        raise InvalidBlock(f"chain id {h.chain_id!r}, expected {state.chain_id!r}")
+    if h.height != state.height + 1:
+        raise InvalidBlock(f"height {h.height}, expected {state.height + 1}")
+    if h.time_ms <= state.time_ms:
+        raise InvalidBlock(f"time {h.time_ms} ms is not after the previous {state.time_ms} ms")
+    if h.prev_hash != state.last_block_hash:
+        raise InvalidBlock("prev_hash does not match the last block")
+    if h.state_root != state.root():
+        raise InvalidBlock("state_root does not match the state after the previous block")
+    if h.validators_hash != validators_hash(state.validators):
+        raise InvalidBlock("validators_hash does not match the current validator set")
+    if not any(v.address == h.proposer for v in state.validators):
+        raise InvalidBlock(f"proposer {h.proposer.hex()} is not a validator")
+    if h.last_commit_hash != block.last_commit.hash():
+        raise InvalidBlock("last_commit_hash does not match the block's last commit")
+    if h.tx_root != tx_root(list(block.txs)):
+        raise InvalidBlock("tx_root does not match the block's transactions")
+    if len(block.txs) > state.params.max_block_txs:
+        raise InvalidBlock(f"{len(block.txs)} txs, limit is {state.params.max_block_txs}")
+    if block.evidence:
+        raise InvalidBlock("evidence is not accepted: no evidence kind is defined at this version")
+
+
+def process_last_commit(state: State, block: Block) -> None:
+    if state.height == 0:
+        if not block.last_commit.is_empty():
+            raise InvalidBlock("block 1 must carry the empty last commit")
+        return
+    verify_commit(block.last_commit, state.chain_id, state.height, state.last_block_hash,
+                  state.validator_map(state.last_validators))
+
+
+# --- transactions -------------------------------------------------------------------------
+
+
+def process_transactions(state: State, block: Block, params: ChainParams,
+                         sig_cache: SigCache | None) -> int:
+    fees = 0
+    for index, raw in enumerate(block.txs):
+        try:
+            tx = decode_tx(raw, params)
+            check_tx_signature(tx, raw, state.chain_id, sig_cache)
+            fees += process_tx(state, tx, params)
+        except InvalidTx as exc:
+            raise InvalidBlock(f"tx {index} ({sha256(raw).hex()[:16]}): {exc.reason}") from exc
+    return fees
+
+
+def decode_tx(raw: bytes, params: ChainParams) -> Tx:
+    try:
+        return Tx.decode(raw, params.max_tx_bytes)
+    except DecodeError as exc:
+        raise MalformedTx(f"undecodable transaction: {exc}") from exc
+
+
+def check_tx_signature(tx: Tx, raw: bytes, chain_id: str, sig_cache: SigCache | None) -> None:
+    """Chain id first (a tx for another chain is not ours to verify), then the signature."""
+    if tx.chain_id != chain_id:
+        raise WrongChainId(f"tx is for chain {tx.chain_id!r}, this chain is {chain_id!r}")
+    tx_hash = sha256(raw)
+    if sig_cache is not None and tx_hash in sig_cache:
+        return
+    if not verify_signature(tx.sender_pubkey, tx.signature, tx.sign_message()):
+        raise BadTxSignature("signature does not verify for the sender's key")
+    if sig_cache is not None:
+        sig_cache.add(tx_hash)
+
+
+def process_tx(state: State, tx: Tx, params: ChainParams) -> int:
+    """Apply one decoded, signature-checked tx; return the fee it paid."""
+    sender = tx.sender
+    account = state.get_account(sender)
+    if account is None:
+        raise UnknownSender(f"sender {sender.hex()} has no account")
+    if tx.nonce < account.nonce:
+        raise NonceReused(f"nonce {tx.nonce} already used; account nonce is {account.nonce}")
+    if tx.nonce > account.nonce:
+        raise NonceGap(f"nonce {tx.nonce} skips ahead; account nonce is {account.nonce}")
+    if tx.fee < params.min_fee:
+        raise FeeTooLow(f"fee {tx.fee} is below the minimum {params.min_fee}")
+    if isinstance(tx.body, Transfer):
+        process_transfer(state, sender, account, tx.body, tx.fee)
+    return tx.fee
+
+
+def process_transfer(state: State, sender: bytes, account: Account, body: Transfer,
+                     fee: int) -> None:
+    if body.amount <= 0:
+        raise NonPositiveAmount(f"amount {body.amount} must be positive")
+    if body.amount > MAX_AMOUNT or fee > MAX_AMOUNT or body.amount + fee > MAX_AMOUNT:
+        raise AmountOverflow(f"amount + fee = {body.amount + fee} exceeds {MAX_AMOUNT}")
+    if body.amount + fee > account.balance:
+        raise InsufficientFunds(
+            f"balance {account.balance} < amount {body.amount} + fee {fee}")
+    state.set_account(sender, Account(account.balance - body.amount - fee, account.nonce + 1))
+    recipient = state.get_account(body.to) or Account()
+    if recipient.balance + body.amount > MAX_AMOUNT:
+        raise AmountOverflow(f"recipient balance would exceed {MAX_AMOUNT}")
+    state.set_account(body.to, Account(recipient.balance + body.amount, recipient.nonce))
+
+
+# --- rewards, supply, bookkeeping ---------------------------------------------------------
+
+
+def compute_reward_shares(state: State, proposer: bytes, reward: int,
+                          params: ChainParams) -> list[tuple[bytes, int]]:
+    """Split `reward`: a proposer bonus, the rest by stake; rounding dust to the proposer."""
+    bonus = reward * params.proposer_bonus_bps // BPS
+    pool = reward - bonus
+    total_stake = sum(v.stake for v in state.validators)
+    shares = [(v.address, pool * v.stake // total_stake) for v in state.validators]
+    dust = pool - sum(amount for _, amount in shares)
+    return [*shares, (proposer, bonus + dust)]
+
+
+def process_rewards(state: State, proposer: bytes, fees: int,
+                    params: ChainParams) -> tuple[int, int]:
+    """Mint the block reward to validators by stake; burn part of the fees, give the rest
+    to the proposer. Returns (minted, burned)."""
+    minted = params.block_reward
+    if state.supply.expected_total + minted > MAX_AMOUNT:
+        minted = 0  # the supply cap is reached: no more issuance
+    burned = fees * params.fee_burn_bps // BPS
+    credits = compute_reward_shares(state, proposer, minted, params)
+    credits.append((proposer, fees - burned))
+    for address, amount in credits:
+        if amount:
+            account = state.get_account(address) or Account()
+            state.set_account(address, Account(account.balance + amount, account.nonce))
+    state.supply.minted += minted
+    state.supply.burned += burned
+    return minted, burned
+
+
+def check_supply_delta(before: State, after: State, minted: int, burned: int) -> None:
+    """Balances changed by exactly minted - burned (a cheap, per-block supply invariant)."""
+    old = sum((before.get_account(a) or Account()).balance for a in after.touched)
+    new = sum(after.accounts[a].balance for a in after.touched)
+    if new - old != minted - burned:
+        raise InvariantViolation(
+            f"block changes balances by {new - old}, but minted - burned = {minted - burned}")
+
+
+def finish_block(state: State, block: Block) -> None:
+    state.height = block.header.height
+    state.time_ms = block.header.time_ms
+    state.last_block_hash = block.hash()
+    state.last_validators = state.validators

@@ -1,0 +1,122 @@
+"""Transactions: a signed envelope around a kind-specific body.
+
+Wire form (canonical msgpack array):
+    [version, chain_id, kind, sender_pubkey(32), nonce, fee, body, signature(64)]
+The signature covers the first seven fields, in the `tx` signing domain of `chain_id`.
+The transaction hash is SHA-256 of the whole encoding (signature included).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import ClassVar
+
+from consensus.address import ADDRESS_LEN, address_from_pubkey
+from consensus.codec import (
+    MAX_INT64,
+    decode,
+    encode,
+    expect_bytes,
+    expect_int,
+    expect_list,
+    expect_str,
+)
+from consensus.crypto import DOMAIN_TX, PUBKEY_LEN, SIG_LEN, PrivateKey, signing_domain
+from consensus.errors import DecodeError
+from consensus.hashing import sha256
+
+TX_VERSION = 1
+MAX_CHAIN_ID_LEN = 48
+
+
+class TxKind(IntEnum):
+    TRANSFER = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Move `amount` base units to `to`. Amount is signed on the wire so that a negative
+    value is a validity error (NonPositiveAmount) rather than an undecodable blob."""
+
+    to: bytes
+    amount: int
+    KIND: ClassVar[TxKind] = TxKind.TRANSFER
+
+    def to_fields(self) -> list:
+        return [self.to, self.amount]
+
+    @classmethod
+    def from_fields(cls, value: object) -> Transfer:
+        to, amount = expect_list(value, 2, "transfer")
+        return cls(
+            to=expect_bytes(to, "transfer.to", ADDRESS_LEN),
+            amount=expect_int(amount, "transfer.amount", -MAX_INT64, 2**64 - 1),
+        )
+
+
+BODY_TYPES: dict[int, type[Transfer]] = {TxKind.TRANSFER: Transfer}
+Body = Transfer
+
+
+@dataclass(frozen=True, slots=True)
+class Tx:
+    chain_id: str
+    sender_pubkey: bytes
+    nonce: int
+    fee: int
+    body: Body
+    signature: bytes = b""
+
+    @property
+    def kind(self) -> int:
+        return int(self.body.KIND)
+
+    @property
+    def sender(self) -> bytes:
+        return address_from_pubkey(self.sender_pubkey)
+
+    def unsigned_fields(self) -> list:
+        return [TX_VERSION, self.chain_id, self.kind, self.sender_pubkey, self.nonce, self.fee,
+                self.body.to_fields()]
+
+    def sign_message(self) -> bytes:
+        """The exact bytes the signature covers: domain || canonical unsigned fields."""
+        return signing_domain(DOMAIN_TX, self.chain_id) + encode(self.unsigned_fields())
+
+    def encode(self) -> bytes:
+        return encode([*self.unsigned_fields(), self.signature])
+
+    def hash(self) -> bytes:
+        return sha256(self.encode())
+
+    def signed(self, key: PrivateKey) -> Tx:
+        if key.public != self.sender_pubkey:
+            raise ValueError("signing key does not match the transaction's sender")
+        sig = key.sign(DOMAIN_TX, self.chain_id, encode(self.unsigned_fields()))
+        return Tx(self.chain_id, self.sender_pubkey, self.nonce, self.fee, self.body, sig)
+
+    @classmethod
+    def decode(cls, raw: bytes, max_bytes: int = 4096) -> Tx:
+        fields = expect_list(decode(raw, max_bytes), 8, "tx")
+        version, chain_id, kind, pubkey, nonce, fee, body, sig = fields
+        if expect_int(version, "tx.version") != TX_VERSION:
+            raise DecodeError(f"tx.version: {version} is not supported (expected {TX_VERSION})")
+        kind = expect_int(kind, "tx.kind", 0, 255)
+        body_type = BODY_TYPES.get(kind)
+        if body_type is None:
+            raise DecodeError(f"tx.kind: unknown transaction kind {kind}")
+        return cls(
+            chain_id=expect_str(chain_id, "tx.chain_id", MAX_CHAIN_ID_LEN),
+            sender_pubkey=expect_bytes(pubkey, "tx.sender_pubkey", PUBKEY_LEN),
+            nonce=expect_int(nonce, "tx.nonce"),
+            fee=expect_int(fee, "tx.fee", -MAX_INT64, 2**64 - 1),
+            body=body_type.from_fields(body),
+            signature=expect_bytes(sig, "tx.signature", SIG_LEN),
+        )
+
+
+def make_transfer(key: PrivateKey, chain_id: str, to: bytes, amount: int, nonce: int,
+                  fee: int) -> Tx:
+    """Build and sign a transfer from `key`'s account."""
+    return Tx(chain_id, key.public, nonce, fee, Transfer(to, amount)).signed(key)
