@@ -23,11 +23,33 @@ Value = int | bytes | str | list
 
 
 def encode(obj: list | tuple) -> bytes:
-    """Pack a fixed-order array of ints, bytes, str and nested arrays."""
+    """Pack a fixed-order array of ints, bytes, str and nested arrays.
+
+    Anything `decode` would refuse (nil, booleans, floats, maps, deeper nesting) is refused
+    here too, so every encoding decodes back to its input.
+    """
+    if not isinstance(obj, (list, tuple)):
+        raise DecodeError(f"cannot encode: top level must be an array, got {type(obj).__name__}")
+    _check_encodable(obj, 0)
     try:
         return msgpack.packb(obj, use_bin_type=True, default=_refuse)
     except (TypeError, ValueError, OverflowError) as exc:
         raise DecodeError(f"cannot encode: {exc}") from exc
+
+
+def _check_encodable(items: list | tuple, depth: int) -> None:
+    """msgpack would pack None, bool, float and dict natively; they have no canonical form."""
+    if depth >= MAX_DEPTH:
+        raise DecodeError(f"cannot encode: nesting deeper than {MAX_DEPTH}")
+    for item in items:
+        kind = type(item)
+        if kind is int or kind is bytes or kind is str:
+            continue
+        if isinstance(item, (list, tuple)):
+            _check_encodable(item, depth + 1)
+        elif isinstance(item, bool) or not isinstance(item, (int, bytes, bytearray, memoryview,
+                                                              str)):
+            raise DecodeError(f"cannot encode: type {kind.__name__} has no canonical encoding")
 
 
 def _refuse(obj: Any) -> Any:
@@ -66,17 +88,18 @@ def decode(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> list:
     return obj
 
 
-def _check_value(value: Any, depth: int) -> None:
-    kind = type(value)
-    if kind is int or kind is bytes or kind is str:
-        return
-    if kind is list:
-        if depth >= MAX_DEPTH:
-            raise DecodeError(f"nesting deeper than {MAX_DEPTH}")
-        for item in value:
+def _check_value(items: list, depth: int) -> None:
+    """Every element is an int, bytes, str or (bounded-depth) array of the same."""
+    if depth >= MAX_DEPTH:
+        raise DecodeError(f"nesting deeper than {MAX_DEPTH}")
+    for item in items:
+        kind = type(item)
+        if kind is int or kind is bytes or kind is str:
+            continue
+        if kind is list:
             _check_value(item, depth + 1)
-        return
-    raise DecodeError(f"type {kind.__name__} is not allowed in canonical data")
+            continue
+        raise DecodeError(f"type {kind.__name__} is not allowed in canonical data")
 
 
 # --- field helpers used by every type's from_fields() -------------------------------------

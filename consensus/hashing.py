@@ -70,7 +70,8 @@ def merkle_proof(leaves: list[bytes], index: int) -> list[bytes]:
     return path
 
 
-def verify_merkle_proof(leaf: bytes, index: int, count: int, path: list[bytes], root: bytes) -> bool:
+def verify_merkle_proof(leaf: bytes, index: int, count: int, path: list[bytes],
+                        root: bytes) -> bool:
     """Check that `leaf` (a leaf hash) sits at `index` of a tree of `count` leaves with `root`."""
     if not 0 <= index < count:
         return False

@@ -42,7 +42,7 @@ class ChainParams:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ChainParams:
-        """Build from a (JSON) mapping; unknown or missing names and bad values raise DecodeError."""
+        """Build from a (JSON) mapping; unknown/missing names and bad values raise DecodeError."""
         names = [f.name for f in fields(cls)]
         unknown = sorted(set(data) - set(names))
         if unknown:

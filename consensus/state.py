@@ -10,17 +10,29 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from consensus.codec import encode, expect_bytes, expect_int, expect_list
+from consensus.codec import (
+    encode,
+    expect_array,
+    expect_bytes,
+    expect_int,
+    expect_list,
+    expect_str,
+)
 from consensus.crypto import PUBKEY_LEN
 from consensus.hashing import HASH_LEN, leaf_hash, merkle_root_of_hashes, sha256
 from consensus.params import MAX_AMOUNT, ChainParams
+from consensus.tx import MAX_CHAIN_ID_LEN
+from consensus.vote import MAX_VALIDATORS
 
 STATE_VERSION = b"jevons/state/v1"
 
 
-@dataclass(frozen=True, slots=True)
-class Account:
+class Account(NamedTuple):
+    """Immutable (a NamedTuple: about 3x cheaper to build than a frozen dataclass, and
+    accounts are rebuilt twice per transfer)."""
+
     balance: int = 0
     nonce: int = 0
 
@@ -60,35 +72,49 @@ def account_leaf(address: bytes, account: Account) -> bytes:
 
 
 class AccountTree:
-    """Leaf hashes of all accounts in address order, with a cached root."""
+    """Leaf hashes of all accounts in address order, with a cached root.
 
-    __slots__ = ("_leaves", "_order", "_root")
+    Writes only record the new account; leaves are hashed when the root is asked for, so an
+    account written many times in a block is hashed once.
+    """
+
+    __slots__ = ("_dirty", "_leaves", "_order", "_root")
 
     def __init__(self) -> None:
         self._leaves: dict[bytes, bytes] = {}
+        self._dirty: dict[bytes, Account] = {}
         self._order: list[bytes] = []
         self._root: bytes | None = None
 
     def copy(self) -> AccountTree:
         other = AccountTree()
         other._leaves = dict(self._leaves)
+        other._dirty = dict(self._dirty)
         other._order = list(self._order)
         other._root = self._root
         return other
 
     def update(self, address: bytes, account: Account) -> None:
-        if address not in self._leaves:
+        if address not in self._leaves and address not in self._dirty:
             bisect.insort(self._order, address)
-        self._leaves[address] = account_leaf(address, account)
+        self._dirty[address] = account
         self._root = None
+
+    def _flush(self) -> None:
+        leaves = self._leaves
+        for address, account in self._dirty.items():
+            leaves[address] = account_leaf(address, account)
+        self._dirty.clear()
 
     def root(self) -> bytes:
         if self._root is None:
+            self._flush()
             leaves = self._leaves
             self._root = merkle_root_of_hashes([leaves[a] for a in self._order])
         return self._root
 
     def proof_leaves(self) -> list[bytes]:
+        self._flush()
         return [self._leaves[a] for a in self._order]
 
     def index_of(self, address: bytes) -> int:
@@ -174,11 +200,16 @@ class State:
         tree = AccountTree()
         for address in sorted(accounts):
             tree.update(address, accounts[address])
-        return cls(chain_id, ChainParams.from_fields(params),
+        return cls(expect_str(chain_id, "state.chain_id", MAX_CHAIN_ID_LEN),
+                   ChainParams.from_fields(params),
                    expect_bytes(genesis_hash, "state.genesis_hash", HASH_LEN),
                    expect_int(height, "state.height"), expect_int(time_ms, "state.time_ms"),
                    expect_bytes(last_hash, "state.last_block_hash", HASH_LEN),
-                   tuple(Validator.from_fields(v) for v in vals),
-                   tuple(Validator.from_fields(v) for v in last_vals),
-                   Supply(*[expect_int(x, "state.supply") for x in expect_list(supply, 4, "supply")]),
+                   tuple(Validator.from_fields(v)
+                         for v in expect_array(vals, "state.validators", MAX_VALIDATORS)),
+                   tuple(Validator.from_fields(v)
+                         for v in expect_array(last_vals, "state.last_validators",
+                                               MAX_VALIDATORS)),
+                   Supply(*[expect_int(x, "state.supply")
+                            for x in expect_list(supply, 4, "supply")]),
                    dict(accounts), tree, set())

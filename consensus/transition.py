@@ -8,6 +8,7 @@ modified, so a block that fails half-way leaves nothing behind.
 from __future__ import annotations
 
 from consensus.block import Block, tx_root
+from consensus.crypto import verify_signature
 from consensus.errors import (
     AmountOverflow,
     BadTxSignature,
@@ -17,14 +18,13 @@ from consensus.errors import (
     InvalidBlock,
     InvalidTx,
     InvariantViolation,
+    MalformedTx,
     NonceGap,
     NonceReused,
     NonPositiveAmount,
-    MalformedTx,
     UnknownSender,
     WrongChainId,
 )
-from consensus.crypto import verify_signature
 from consensus.hashing import sha256
 from consensus.params import BPS, MAX_AMOUNT, ChainParams
 from consensus.sigcache import SigCache
@@ -98,13 +98,25 @@ def process_transactions(state: State, block: Block, params: ChainParams,
                          sig_cache: SigCache | None) -> int:
     fees = 0
     for index, raw in enumerate(block.txs):
+        tx_hash = sha256(raw)
         try:
-            tx = decode_tx(raw, params)
-            check_tx_signature(tx, raw, state.chain_id, sig_cache)
+            tx = get_verified_tx(raw, tx_hash, state.chain_id, params, sig_cache)
             fees += process_tx(state, tx, params)
         except InvalidTx as exc:
-            raise InvalidBlock(f"tx {index} ({sha256(raw).hex()[:16]}): {exc.reason}") from exc
+            raise InvalidBlock(f"tx {index} ({tx_hash.hex()[:16]}): {exc.reason}") from exc
     return fees
+
+
+def get_verified_tx(raw: bytes, tx_hash: bytes, chain_id: str, params: ChainParams,
+                    sig_cache: SigCache | None) -> Tx:
+    """Decode and signature-check `raw`, or take the result from this node's cache."""
+    cached = sig_cache.get(tx_hash) if sig_cache is not None else None
+    if cached is not None:
+        check_chain_id(cached, chain_id)
+        return cached
+    tx = decode_tx(raw, params)
+    check_tx_signature(tx, raw, chain_id, sig_cache)
+    return tx
 
 
 def decode_tx(raw: bytes, params: ChainParams) -> Tx:
@@ -114,17 +126,21 @@ def decode_tx(raw: bytes, params: ChainParams) -> Tx:
         raise MalformedTx(f"undecodable transaction: {exc}") from exc
 
 
-def check_tx_signature(tx: Tx, raw: bytes, chain_id: str, sig_cache: SigCache | None) -> None:
-    """Chain id first (a tx for another chain is not ours to verify), then the signature."""
+def check_chain_id(tx: Tx, chain_id: str) -> None:
     if tx.chain_id != chain_id:
         raise WrongChainId(f"tx is for chain {tx.chain_id!r}, this chain is {chain_id!r}")
+
+
+def check_tx_signature(tx: Tx, raw: bytes, chain_id: str, sig_cache: SigCache | None) -> None:
+    """Chain id first (a tx for another chain is not ours to verify), then the signature."""
+    check_chain_id(tx, chain_id)
     tx_hash = sha256(raw)
     if sig_cache is not None and tx_hash in sig_cache:
         return
     if not verify_signature(tx.sender_pubkey, tx.signature, tx.sign_message()):
         raise BadTxSignature("signature does not verify for the sender's key")
     if sig_cache is not None:
-        sig_cache.add(tx_hash)
+        sig_cache.add(tx_hash, tx)
 
 
 def process_tx(state: State, tx: Tx, params: ChainParams) -> int:
@@ -153,10 +169,12 @@ def process_transfer(state: State, sender: bytes, account: Account, body: Transf
     if body.amount + fee > account.balance:
         raise InsufficientFunds(
             f"balance {account.balance} < amount {body.amount} + fee {fee}")
-    state.set_account(sender, Account(account.balance - body.amount - fee, account.nonce + 1))
-    recipient = state.get_account(body.to) or Account()
+    debited = Account(account.balance - body.amount - fee, account.nonce + 1)
+    recipient = debited if body.to == sender else state.get_account(body.to) or Account()
     if recipient.balance + body.amount > MAX_AMOUNT:
         raise AmountOverflow(f"recipient balance would exceed {MAX_AMOUNT}")
+    # Every check is done: only now write, so a rejected tx leaves no trace.
+    state.set_account(sender, debited)
     state.set_account(body.to, Account(recipient.balance + body.amount, recipient.nonce))
 
 

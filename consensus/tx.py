@@ -116,6 +116,16 @@ class Tx:
         )
 
 
+def unsigned_message(raw: bytes, chain_id: str) -> bytes:
+    """The signed message of an already-decoded canonical tx, sliced from its bytes.
+
+    A canonical tx is a fixarray of 8 (0x98) whose last element is a 64-byte bin
+    (0xc4 0x40 + 64 bytes); the unsigned encoding is the same bytes as a fixarray of 7
+    (0x97) without that last element. Equal to `tx.sign_message()`, without re-encoding.
+    """
+    return signing_domain(DOMAIN_TX, chain_id) + b"\x97" + raw[1:-(SIG_LEN + 2)]
+
+
 def make_transfer(key: PrivateKey, chain_id: str, to: bytes, amount: int, nonce: int,
                   fee: int) -> Tx:
     """Build and sign a transfer from `key`'s account."""

@@ -155,6 +155,9 @@ def verify_commit(commit: Commit, chain_id: str, height: int, block_hash: bytes,
         raise InvalidCommit(f"last commit is for height {commit.height}, expected {height}")
     if commit.block_hash != block_hash:
         raise InvalidCommit("last commit certifies a different block than prev_hash")
+    addresses = [item.validator for item in commit.signatures]
+    if addresses != sorted(set(addresses)):
+        raise InvalidCommit("last commit signatures are repeated or not sorted by validator")
     total = sum(stake for _, stake in validators.values())
     signed = 0
     for item in commit.signatures:

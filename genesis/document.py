@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,11 @@ from consensus.hashing import sha256
 from consensus.params import MAX_AMOUNT, ChainParams
 from consensus.state import Account, State, Supply, Validator
 
-CHAIN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,46}[a-z0-9]$")
+CHAIN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,46}[a-z0-9]\Z")  # \Z: no trailing newline
 MIN_VALIDATORS = 4
 MAX_GENESIS_BYTES = 64 * 1024 * 1024
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MS = timedelta(milliseconds=1)
 TOP_KEYS = {"chain_id", "genesis_time", "single_validator_dev_chain", "params", "validators",
             "accounts"}
 
@@ -87,7 +89,8 @@ class Genesis:
 
 
 def format_time_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """Integer arithmetic only: a float round trip can be off by a millisecond."""
+    return (EPOCH + ms * ONE_MS).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def parse_time(text: Any) -> int:
@@ -99,7 +102,7 @@ def parse_time(text: Any) -> int:
         raise InvalidGenesis(f"genesis_time: {text!r} is not an RFC 3339 time") from exc
     if when.tzinfo is None:
         raise InvalidGenesis(f"genesis_time: {text!r} needs a time zone (end it with Z)")
-    return int(when.timestamp() * 1000)
+    return (when - EPOCH) // ONE_MS
 
 
 def _int(value: Any, where: str, lo: int = 0) -> int:
@@ -206,8 +209,24 @@ def _reject_constant(name: str) -> Any:
     raise InvalidGenesis(f"{name} is not allowed in a genesis file")
 
 
-def _reject_float(text: str) -> Any:
-    raise InvalidGenesis(f"number {text} is not an integer: amounts are integers in ujev")
+@dataclass(frozen=True)
+class JsonFloat:
+    """A JSON number with a fraction or exponent (`1e6`, `5.0`). Kept as its text so that the
+    field check refusing it names the field; amounts are integers in ujev."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in obj:
+            raise InvalidGenesis(f"duplicate key {name!r} in one JSON object")
+        obj[name] = value
+    return obj
 
 
 def load_genesis(path: str | Path) -> Genesis:
@@ -225,8 +244,11 @@ def load_genesis(path: str | Path) -> Genesis:
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidGenesis(f"{path}: cannot read: {exc}") from exc
     try:
-        obj = json.loads(text, parse_float=_reject_float, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
+        obj = json.loads(text, parse_float=JsonFloat, parse_constant=_reject_constant,
+                         object_pairs_hook=_reject_duplicate_keys)
+    except InvalidGenesis as exc:
+        raise InvalidGenesis(f"{path}: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, too-long ints, deep nesting
         raise InvalidGenesis(f"{path}: not valid JSON: {exc}") from exc
     try:
         return parse_genesis(obj)

@@ -1,0 +1,180 @@
+"""The `jevons` command: a thin layer over node/, genesis/ and consensus/.
+
+Exit codes: 0 success; 1 the command failed (bad file contents, a refused operation, a node
+error), with a one-line `Error: …` on stderr; 2 usage error (unknown flag, bad flag value,
+missing path), printed by click.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from consensus.address import address_from_pubkey, to_bech32
+from consensus.errors import JevonsError
+from genesis.dev import dev_addresses, make_genesis
+from genesis.document import CHAIN_ID_RE, load_genesis
+from node.config import ChainConfig, NodeConfig
+from node.home import write_home
+from node.keys import new_private_key
+from node.testnet import create_testnet
+
+
+class JevonsGroup(click.Group):
+    """Turns every deliberate error into `Error: <reason>` and exit code 1, no traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except JevonsError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def check_chain_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not CHAIN_ID_RE.match(value):
+        raise click.BadParameter(f"{value!r} must be 2-48 of a-z, 0-9 and '-'")
+    return value
+
+
+home_option = click.option("--home", type=click.Path(file_okay=False, path_type=Path),
+                           required=True, help="Node home directory.")
+chain_id_option = click.option("--chain-id", default="jevons-devnet", show_default=True,
+                               callback=check_chain_id, help="Chain identifier.")
+
+
+@click.group(cls=JevonsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="jevons")
+def cli() -> None:
+    """Jevons: a proof-of-compute blockchain node."""
+
+
+@cli.command()
+@home_option
+@chain_id_option
+@click.option("--moniker", default="node0", show_default=True, help="This node's name.")
+@click.option("--genesis", "genesis_file", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), help="Join the chain of this genesis file instead of "
+              "creating a single-validator dev chain.")
+@click.option("--accounts", type=click.IntRange(0, 1000), default=10, show_default=True,
+              help="Dev accounts funded in a new dev genesis.")
+def init(home: Path, chain_id: str, moniker: str, genesis_file: Path | None,
+         accounts: int) -> None:
+    """Create a node home: keys, config and genesis.
+
+    Without --genesis the home gets a new single-validator dev chain with this node as its
+    validator and the well-known dev accounts funded.
+    """
+    key = new_private_key()
+    if genesis_file is not None:
+        genesis = load_genesis(genesis_file)
+    else:
+        genesis = make_genesis(chain_id, now_ms(), [(moniker, key.public)],
+                               dev_addresses(accounts))
+    write_home(home, NodeConfig(moniker=moniker), genesis, key)
+    click.echo(f"initialised {home} for chain {genesis.chain_id} "
+               f"(validator {to_bech32(address_from_pubkey(key.public))})")
+
+
+@cli.command()
+@click.option("--validators", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--providers", type=click.IntRange(0, 63), default=0, show_default=True)
+@click.option("--accounts", type=click.IntRange(0, 1000), default=10, show_default=True,
+              help="Funded dev accounts (well-known keys, written to OUT/accounts.json).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory to create (must not exist or be empty).")
+@chain_id_option
+@click.option("--base-port", type=click.IntRange(1024, 65535), default=26600,
+              show_default=True, help="Node i uses base+2i (p2p) and base+2i+1 (API).")
+def testnet(validators: int, providers: int, accounts: int, out: Path, chain_id: str,
+            base_port: int) -> None:
+    """Generate homes for a local network sharing one genesis."""
+    nodes = create_testnet(out, validators, providers, accounts, chain_id, base_port, now_ms())
+    for n in nodes:
+        click.echo(f"{n.name:8} {n.role:9} {n.address}  p2p {n.p2p}  api {n.api}")
+    click.echo(f"wrote {len(nodes)} homes and accounts.json to {out}")
+
+
+@cli.group()
+def genesis() -> None:
+    """Inspect genesis files."""
+
+
+@genesis.command("validate")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def genesis_validate(file: Path) -> None:
+    """Check a genesis file; print its chain id and hash."""
+    g = load_genesis(file)
+    click.echo(f"ok: chain {g.chain_id}, {len(g.validators)} validator(s), "
+               f"{len(g.accounts)} account(s), hash {g.hash().hex()}")
+
+
+@cli.group()
+def node() -> None:
+    """Run a node."""
+
+
+@node.command("start")
+@home_option
+@click.option("--blocks", type=click.IntRange(0), default=0,
+              help="Stop after this many new blocks (0: run until Ctrl-C).")
+@click.option("--txs-per-block", type=click.IntRange(0, 10_000), default=0,
+              help="Demo transfers between dev accounts per block.")
+def node_start(home: Path, blocks: int, txs_per_block: int) -> None:
+    """Start the node of HOME (a single-validator dev chain for now)."""
+    from node.runner import run_dev_chain
+
+    run_dev_chain(home, blocks, txs_per_block, echo=click.echo)
+
+
+@cli.command()
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep the chain here and resume it on the next run "
+                   "(default: a temporary directory, deleted on exit).")
+@click.option("--accounts", type=click.IntRange(0, 1000), default=10, show_default=True,
+              help="Funded dev accounts to create and print.")
+@click.option("--blocks", type=click.IntRange(0), default=0,
+              help="Stop after this many new blocks (0: run until Ctrl-C).")
+@click.option("--block-time", type=click.FloatRange(0.01, 600), default=1.0, show_default=True,
+              help="Seconds between blocks.")
+@click.option("--txs-per-block", type=click.IntRange(0, 10_000), default=20,
+              show_default=True, help="Demo transfers between dev accounts per block.")
+@chain_id_option
+def devnet(home: Path | None, accounts: int, blocks: int, block_time: float,
+           txs_per_block: int, chain_id: str) -> None:
+    """Run a local dev chain with funded dev accounts and print its blocks.
+
+    Today this is one validator producing blocks in this process; the multi-validator
+    devnet over libp2p replaces it when the node runtime lands.
+    """
+    import tempfile
+
+    from node.runner import run_dev_chain
+
+    with tempfile.TemporaryDirectory(prefix="jevons-devnet-") as tmp:
+        root = home or Path(tmp) / "node0"
+        if not (root / "config.toml").exists():
+            key = new_private_key()
+            genesis = make_genesis(chain_id, now_ms(), [("node0", key.public)],
+                                   dev_addresses(accounts))
+            config = NodeConfig(moniker="node0", chain=ChainConfig(int(block_time * 1000)))
+            write_home(root, config, genesis, key)
+        click.echo(f"devnet home: {root}" + ("" if home else " (temporary)"))
+        run_dev_chain(root, blocks, txs_per_block, echo=click.echo,
+                      block_time_ms=int(block_time * 1000), show_accounts=True)
+
+
+def main() -> None:
+    cli(prog_name="jevons")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""`jevons init`, `jevons testnet`, `jevons genesis validate`: real processes, real files."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from genesis.document import load_genesis
+from node.home import open_home
+from tests.functional.cli import error_line, jevons
+
+pytestmark = pytest.mark.functional
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_init_creates_a_complete_private_home(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    jevons("init", "--home", home, "--chain-id", "jevons-t1", "--accounts", "3", check=True)
+    opened = open_home(home)
+    assert opened.genesis.chain_id == "jevons-t1"
+    assert opened.genesis.single_validator_dev_chain
+    assert len(opened.genesis.accounts) == 3
+    assert opened.genesis.validators[0].pubkey == opened.validator_key.public
+    for key_file in (home / "keys" / "validator.json", home / "keys" / "node_key"):
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_init_refuses_to_overwrite_an_existing_home(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    jevons("init", "--home", home, check=True)
+    before = snapshot(home)
+    result = jevons("init", "--home", home)
+    assert result.returncode == 1
+    assert "already exists and is not empty" in error_line(result)
+    assert snapshot(home) == before
+
+
+def test_init_with_a_bad_genesis_leaves_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "genesis.json"
+    bad.write_text('{"chain_id": "x"}')
+    result = jevons("init", "--home", tmp_path / "home", "--genesis", bad)
+    assert result.returncode == 1
+    assert "missing field" in error_line(result)
+    assert not (tmp_path / "home").exists()
+
+
+@pytest.mark.parametrize(("args", "code", "fragment"), [
+    (["init", "--home", "{tmp}/h", "--chain-id", "Bad Chain"], 2, "must be 2-48 of a-z"),
+    (["init", "--home", "{tmp}/h", "--genesis", "{tmp}/missing.json"], 2, "does not exist"),
+    (["init", "--home", "{tmp}/h", "--accounts", "-1"], 2, "-1"),
+    (["testnet", "--out", "{tmp}/net", "--validators", "0"], 2, "0"),
+    (["testnet", "--out", "{tmp}/net", "--validators", "2"], 1, "at least 4"),
+    (["testnet", "--out", "{tmp}/net", "--base-port", "80"], 2, "80"),
+    (["genesis", "validate", "{tmp}"], 2, "is a directory"),
+    (["node", "start", "--home", "{tmp}/nope"], 1, "no such home directory"),
+    (["devnet", "--block-time", "0"], 2, "0"),
+])
+def test_bad_input_gets_one_line_and_exit_code(tmp_path: Path, args: list[str], code: int,
+                                                fragment: str) -> None:
+    result = jevons(*[a.format(tmp=tmp_path) for a in args])
+    assert result.returncode == code, result.stderr
+    if code == 1:
+        assert fragment in error_line(result)
+    else:
+        assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "h").exists() and not (tmp_path / "net").exists()
+
+
+def test_genesis_validate_reports_bad_and_good_files(tmp_path: Path) -> None:
+    jevons("init", "--home", tmp_path / "h", check=True)
+    good = tmp_path / "h" / "genesis.json"
+    result = jevons("genesis", "validate", good, check=True)
+    assert load_genesis(good).hash().hex() in result.stdout
+    doc = json.loads(good.read_text())
+    doc["accounts"][0]["balance"] = 1.5
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    result = jevons("genesis", "validate", bad)
+    assert result.returncode == 1
+    assert "accounts[0].balance: expected an integer" in error_line(result)
+
+
+def test_corrupt_config_is_named(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    jevons("init", "--home", home, check=True)
+    (home / "config.toml").write_text("[node]\nrole = 'miner'\n")
+    result = jevons("node", "start", "--home", home, "--blocks", "1")
+    assert result.returncode == 1
+    assert "config.toml" in error_line(result) and "role must be one of" in result.stderr
+
+
+def test_testnet_generates_homes_sharing_one_genesis(tmp_path: Path) -> None:
+    out = tmp_path / "net"
+    result = jevons("testnet", "--validators", "4", "--providers", "1", "--accounts", "2",
+                    "--out", out, "--base-port", "31000", check=True)
+    homes = [open_home(out / f"node{i}") for i in range(5)]
+    genesis_hashes = {h.genesis.hash() for h in homes}
+    assert len(genesis_hashes) == 1
+    genesis = homes[0].genesis
+    assert len(genesis.validators) == 4 and not genesis.single_validator_dev_chain
+    assert [h.config.role for h in homes] == ["validator"] * 4 + ["provider"]
+    listens = {h.config.p2p.listen for h in homes} | {h.config.api.listen for h in homes}
+    assert len(listens) == 10
+    validator_keys = {v.pubkey for v in genesis.validators}
+    assert all(h.validator_key.public in validator_keys for h in homes[:4])
+    assert all(len(h.config.p2p.bootstrap) == 3 for h in homes[:4])
+    assert len(homes[4].config.p2p.bootstrap) == 4
+    funded = {a for a, _ in genesis.accounts}
+    assert len(funded) == 3  # 2 dev accounts + the provider's account
+    accounts = json.loads((out / "accounts.json").read_text())
+    assert len(accounts) == 2 and stat.S_IMODE((out / "accounts.json").stat().st_mode) == 0o600
+    assert "node4" in result.stdout and "provider" in result.stdout
+
+
+def test_testnet_refuses_a_non_empty_out_dir(tmp_path: Path) -> None:
+    out = tmp_path / "net"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = jevons("testnet", "--out", out)
+    assert result.returncode == 1
+    assert "already exists and is not empty" in error_line(result)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from node.config import NodeConfig, P2PConfig, load_config, parse_config
+from node.errors import ConfigError
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    config = NodeConfig(moniker="n1", role="provider",
+                        p2p=P2PConfig("/ip4/127.0.0.1/tcp/4001", ("/ip4/127.0.0.1/tcp/4002/p2p/x",)))
+    path = tmp_path / "config.toml"
+    path.write_text(config.to_toml())
+    assert load_config(path) == config
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    ({"nodes": {}}, "unknown table"),
+    ({"node": {"role": "miner"}}, "role must be one of"),
+    ({"node": {"colour": "red"}}, "unknown key 'colour'"),
+    ({"p2p": {"bootstrap": "x"}}, "bootstrap must be a list"),
+    ({"api": {"listen": "localhost"}}, "HOST:PORT"),
+    ({"api": {"listen": "127.0.0.1:99999"}}, "HOST:PORT"),
+    ({"chain": {"block_time_ms": 1.5}}, "block_time_ms"),
+    ({"chain": {"block_time_ms": 1}}, "block_time_ms"),
+    ({"node": {"moniker": ""}}, "moniker must be a non-empty string"),
+    ({"node": []}, "must be a table"),
+])
+def test_bad_values_named(data: dict, reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason):
+        parse_config(data)
+
+
+def test_load_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[node\nmoniker = 1")
+    with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML"):
+        load_config(bad)
+    bad.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(bad)
