@@ -47,13 +47,14 @@ class Vote:
     validator: bytes
     signature: bytes = b""
 
+    def sign_payload(self) -> bytes:
+        return encode([self.type, self.height, self.round, self.block_hash, self.validator])
+
     def sign_message(self, chain_id: str) -> bytes:
-        return vote_sign_message(chain_id, self.type, self.height, self.round, self.block_hash,
-                                 self.validator)
+        return signing_domain(DOMAIN_VOTE, chain_id) + self.sign_payload()
 
     def signed(self, key: PrivateKey, chain_id: str) -> Vote:
-        payload = encode([self.type, self.height, self.round, self.block_hash, self.validator])
-        sig = key.sign(DOMAIN_VOTE, chain_id, payload)
+        sig = key.sign(DOMAIN_VOTE, chain_id, self.sign_payload())
         return Vote(self.type, self.height, self.round, self.block_hash, self.validator, sig)
 
     def verify(self, chain_id: str, public: bytes) -> bool:

@@ -1,0 +1,100 @@
+"""The persisted double-sign guard: refusals, re-release, durability, one process per key."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from consensus.address import address_from_pubkey
+from consensus.bft.guard import DoubleSignRefused, SignState, SignStep, check_sign
+from consensus.bft.messages import Proposal
+from consensus.crypto import PrivateKey
+from consensus.vote import Vote, VoteType
+from node.chain.signer import FileSigner, SignerError
+
+CHAIN = "jevons-test"
+KEY = PrivateKey.from_seed(hashlib.sha256(b"signer").digest())
+ME = address_from_pubkey(KEY.public)
+A, B = hashlib.sha256(b"A").digest(), hashlib.sha256(b"B").digest()
+
+
+def prevote(height: int, round_: int, value: bytes) -> Vote:
+    return Vote(VoteType.PREVOTE, height, round_, value, ME)
+
+
+def precommit(height: int, round_: int, value: bytes) -> Vote:
+    return Vote(VoteType.PRECOMMIT, height, round_, value, ME)
+
+
+@pytest.mark.parametrize(("last", "position", "outcome"), [
+    ((5, 1, SignStep.PREVOTE), (5, 1, SignStep.PRECOMMIT), True),
+    ((5, 1, SignStep.PREVOTE), (5, 2, SignStep.PROPOSAL), True),
+    ((5, 1, SignStep.PREVOTE), (6, 0, SignStep.PREVOTE), True),
+    ((5, 1, SignStep.PREVOTE), (5, 1, SignStep.PROPOSAL), "refuse"),
+    ((5, 1, SignStep.PREVOTE), (5, 0, SignStep.PRECOMMIT), "refuse"),
+    ((5, 1, SignStep.PREVOTE), (4, 9, SignStep.PRECOMMIT), "refuse"),
+])
+def test_check_sign_orders_positions(last: tuple, position: tuple, outcome: object) -> None:
+    state = SignState(*last, sign_bytes=b"old")
+    if outcome == "refuse":
+        with pytest.raises(DoubleSignRefused):
+            check_sign(state, *position, b"new")
+    else:
+        assert check_sign(state, *position, b"new") is outcome
+
+
+def test_same_position_same_bytes_is_a_rerelease_different_bytes_refused() -> None:
+    state = SignState(5, 1, SignStep.PREVOTE, b"msg")
+    assert check_sign(state, 5, 1, SignStep.PREVOTE, b"msg") is False
+    with pytest.raises(DoubleSignRefused, match="different message"):
+        check_sign(state, 5, 1, SignStep.PREVOTE, b"other")
+
+
+def test_file_signer_refuses_conflicts_across_restarts(tmp_path: Path) -> None:
+    signer = FileSigner(tmp_path, KEY, CHAIN)
+    first = signer.sign_vote(prevote(3, 0, A))
+    assert first.verify(CHAIN, KEY.public)
+    assert signer.sign_vote(prevote(3, 0, A)).signature == first.signature
+    with pytest.raises(DoubleSignRefused):
+        signer.sign_vote(prevote(3, 0, B))
+    signer.close()
+    restarted = FileSigner(tmp_path, KEY, CHAIN)  # state survived on disk
+    with pytest.raises(DoubleSignRefused):
+        restarted.sign_vote(prevote(3, 0, B))
+    with pytest.raises(DoubleSignRefused):
+        restarted.sign_proposal(Proposal(2, 5, A, -1, ME))
+    assert restarted.sign_vote(prevote(3, 0, A)).signature == first.signature
+    vote = restarted.sign_vote(precommit(3, 0, A))
+    assert vote.verify(CHAIN, KEY.public)
+    proposal = restarted.sign_proposal(Proposal(4, 0, B, -1, ME))
+    assert proposal.signature and restarted.state.height == 4
+    restarted.close()
+
+
+def test_second_process_cannot_use_the_key(tmp_path: Path) -> None:
+    signer = FileSigner(tmp_path, KEY, CHAIN)
+    code = ("import sys, hashlib; from pathlib import Path; "
+            "from consensus.crypto import PrivateKey; from node.chain.signer import FileSigner;"
+            f"FileSigner(Path({str(tmp_path)!r}), PrivateKey.from_seed(b'1'*32), 'c')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0
+    assert "in use by another process" in result.stderr
+    signer.close()
+    again = FileSigner(tmp_path, KEY, CHAIN)  # released on close
+    with pytest.raises(SignerError, match="in use"):
+        FileSigner(tmp_path, KEY, CHAIN)  # a second signer in this process is refused too
+    again.close()
+
+
+def test_corrupt_state_file_stops_the_signer(tmp_path: Path) -> None:
+    (tmp_path / "sign_state.bin").write_bytes(b"\x95garbage")
+    with pytest.raises(SignerError, match="corrupt"):
+        FileSigner(tmp_path, KEY, CHAIN)
+    # the lock was released: a fixed file can be used at once
+    (tmp_path / "sign_state.bin").unlink()
+    FileSigner(tmp_path, KEY, CHAIN).close()
