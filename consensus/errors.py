@@ -63,6 +63,18 @@ class UnknownSender(InvalidTx):
     pass
 
 
+class InsufficientStake(InvalidTx):
+    """Unstaking more than is bonded."""
+
+
+class ValidatorTombstoned(InvalidTx):
+    """A validator slashed for double-signing may not stake again."""
+
+
+class WouldHaltChain(InvalidTx):
+    """The change would leave no validator able to sign."""
+
+
 class MalformedTx(InvalidTx):
     """Bytes that do not decode to a transaction (including an unknown kind)."""
 
@@ -73,6 +85,10 @@ class InvalidBlock(JevonsError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class InvalidEvidence(InvalidBlock):
+    """Evidence in a block is malformed, unverifiable, too old or already punished."""
 
 
 class InvalidCommit(InvalidBlock):

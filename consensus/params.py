@@ -27,6 +27,10 @@ class ChainParams:
     max_block_bytes: int = 4 * 1024 * 1024
     max_tx_bytes: int = 4 * 1024
     unbonding_blocks: int = 100
+    min_validator_stake: int = 1_000 * UJEV_PER_JEV
+    max_validators: int = 100
+    evidence_max_age: int = 100  # blocks
+    slash_double_sign_bps: int = 500
 
     def to_fields(self) -> list[int]:
         return [getattr(self, f.name) for f in fields(self)]
@@ -57,9 +61,13 @@ class ChainParams:
         return params
 
     def validate(self) -> None:
-        for name in ("proposer_bonus_bps", "fee_burn_bps"):
+        for name in ("proposer_bonus_bps", "fee_burn_bps", "slash_double_sign_bps"):
             if getattr(self, name) > BPS:
                 raise DecodeError(f"params.{name}: {getattr(self, name)} exceeds {BPS} (100%)")
+        if not 1 <= self.max_validators <= 1_000:
+            raise DecodeError(f"params.max_validators: {self.max_validators} outside 1..1000")
+        if self.min_validator_stake < 1:
+            raise DecodeError("params.min_validator_stake must be at least 1")
         if self.max_block_txs < 1:
             raise DecodeError("params.max_block_txs must be at least 1")
         if self.max_tx_bytes < 256:

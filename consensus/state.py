@@ -20,9 +20,9 @@ from consensus.codec import (
     expect_list,
     expect_str,
 )
-from consensus.crypto import PUBKEY_LEN
 from consensus.hashing import HASH_LEN, leaf_hash, merkle_root_of_hashes, sha256
 from consensus.params import MAX_AMOUNT, ChainParams
+from consensus.staking import Staking, Validator, validators_hash
 from consensus.tx import MAX_CHAIN_ID_LEN
 from consensus.vote import MAX_VALIDATORS
 
@@ -44,27 +44,6 @@ class Account(NamedTuple):
         balance, nonce = expect_list(value, 2, "account")
         return cls(expect_int(balance, "account.balance", 0, MAX_AMOUNT),
                    expect_int(nonce, "account.nonce"))
-
-
-@dataclass(frozen=True, slots=True)
-class Validator:
-    address: bytes
-    pubkey: bytes
-    stake: int
-
-    def to_fields(self) -> list:
-        return [self.address, self.pubkey, self.stake]
-
-    @classmethod
-    def from_fields(cls, value: object) -> Validator:
-        address, pubkey, stake = expect_list(value, 3, "validator")
-        return cls(expect_bytes(address, "validator.address", 20),
-                   expect_bytes(pubkey, "validator.pubkey", PUBKEY_LEN),
-                   expect_int(stake, "validator.stake", 1, MAX_AMOUNT))
-
-
-def validators_hash(validators: tuple[Validator, ...]) -> bytes:
-    return sha256(encode([v.to_fields() for v in validators]))
 
 
 def account_leaf(address: bytes, account: Account) -> bytes:
@@ -139,9 +118,17 @@ class Supply:
         return [self.genesis, self.minted, self.burned, self.slashed]
 
 
+def _validator_tuple(value: object, what: str) -> tuple[Validator, ...]:
+    return tuple(Validator.from_fields(v) for v in expect_array(value, what, MAX_VALIDATORS))
+
+
 @dataclass(slots=True)
 class State:
-    """The whole chain state after block `height` (height 0 = genesis)."""
+    """The whole chain state after block `height` (height 0 = genesis).
+
+    `last_validators` signed block `height`; `validators` sign `height + 1`;
+    `next_validators` sign `height + 2` (changes take effect two blocks later).
+    """
 
     chain_id: str
     params: ChainParams
@@ -152,6 +139,8 @@ class State:
     validators: tuple[Validator, ...]
     last_validators: tuple[Validator, ...]
     supply: Supply
+    next_validators: tuple[Validator, ...] = ()
+    staking: Staking = field(default_factory=Staking)
     accounts: dict[bytes, Account] = field(default_factory=dict)
     tree: AccountTree = field(default_factory=AccountTree)
     touched: set[bytes] = field(default_factory=set)  # accounts written since the last copy
@@ -160,8 +149,8 @@ class State:
         """A working copy for applying one block; `touched` starts empty."""
         return State(self.chain_id, self.params, self.genesis_hash, self.height, self.time_ms,
                      self.last_block_hash, self.validators, self.last_validators,
-                     Supply(*self.supply.to_fields()), dict(self.accounts), self.tree.copy(),
-                     set())
+                     Supply(*self.supply.to_fields()), self.next_validators,
+                     self.staking.copy(), dict(self.accounts), self.tree.copy(), set())
 
     def get_account(self, address: bytes) -> Account | None:
         return self.accounts.get(address)
@@ -175,15 +164,15 @@ class State:
         return {v.address: (v.pubkey, v.stake) for v in which}
 
     def total_balances_and_stakes(self) -> int:
-        return (sum(a.balance for a in self.accounts.values())
-                + sum(v.stake for v in self.validators))
+        """Everything that counts toward supply: balances, bonded and unbonding stake."""
+        return sum(a.balance for a in self.accounts.values()) + self.staking.total()
 
     def root(self) -> bytes:
         return sha256(encode([
             STATE_VERSION, self.chain_id, self.genesis_hash, self.height, self.time_ms,
             self.last_block_hash, self.tree.root(), validators_hash(self.validators),
-            validators_hash(self.last_validators), self.supply.to_fields(),
-            self.params.hash(),
+            validators_hash(self.last_validators), validators_hash(self.next_validators),
+            self.staking.hash(), self.supply.to_fields(), self.params.hash(),
         ]))
 
     def meta_fields(self) -> list:
@@ -191,12 +180,13 @@ class State:
         return [self.chain_id, self.params.to_fields(), self.genesis_hash, self.height,
                 self.time_ms, self.last_block_hash,
                 [v.to_fields() for v in self.validators],
-                [v.to_fields() for v in self.last_validators], self.supply.to_fields()]
+                [v.to_fields() for v in self.last_validators], self.supply.to_fields(),
+                [v.to_fields() for v in self.next_validators], self.staking.to_fields()]
 
     @classmethod
     def from_meta(cls, value: object, accounts: dict[bytes, Account]) -> State:
         (chain_id, params, genesis_hash, height, time_ms, last_hash, vals, last_vals,
-         supply) = expect_list(value, 9, "state meta")
+         supply, next_vals, staking) = expect_list(value, 11, "state meta")
         tree = AccountTree()
         for address in sorted(accounts):
             tree.update(address, accounts[address])
@@ -205,11 +195,9 @@ class State:
                    expect_bytes(genesis_hash, "state.genesis_hash", HASH_LEN),
                    expect_int(height, "state.height"), expect_int(time_ms, "state.time_ms"),
                    expect_bytes(last_hash, "state.last_block_hash", HASH_LEN),
-                   tuple(Validator.from_fields(v)
-                         for v in expect_array(vals, "state.validators", MAX_VALIDATORS)),
-                   tuple(Validator.from_fields(v)
-                         for v in expect_array(last_vals, "state.last_validators",
-                                               MAX_VALIDATORS)),
+                   _validator_tuple(vals, "state.validators"),
+                   _validator_tuple(last_vals, "state.last_validators"),
                    Supply(*[expect_int(x, "state.supply")
                             for x in expect_list(supply, 4, "supply")]),
-                   dict(accounts), tree, set())
+                   _validator_tuple(next_vals, "state.next_validators"),
+                   Staking.from_fields(staking), dict(accounts), tree, set())

@@ -15,7 +15,9 @@ from consensus.errors import (
     DecodeError,
     FeeTooLow,
     InsufficientFunds,
+    InsufficientStake,
     InvalidBlock,
+    InvalidEvidence,
     InvalidTx,
     InvariantViolation,
     MalformedTx,
@@ -23,13 +25,17 @@ from consensus.errors import (
     NonceReused,
     NonPositiveAmount,
     UnknownSender,
+    ValidatorTombstoned,
+    WouldHaltChain,
     WrongChainId,
 )
+from consensus.evidence import DuplicateVoteEvidence
 from consensus.hashing import sha256
 from consensus.params import BPS, MAX_AMOUNT, ChainParams
 from consensus.sigcache import SigCache
+from consensus.staking import Unbonding, Validator, compute_slash, compute_validator_set
 from consensus.state import Account, State, validators_hash
-from consensus.tx import Transfer, Tx
+from consensus.tx import Stake, Transfer, Tx, Unstake
 from consensus.vote import verify_commit
 
 
@@ -46,10 +52,12 @@ def apply_block(state: State, block: Block, params: ChainParams,
     work = state.copy()
     process_header(work, block)
     process_last_commit(work, block)
+    slashed = process_evidence(work, block, params)
     fees = process_transactions(work, block, params, sig_cache)
+    process_unbonding(work, block.height)
     minted, burned = process_rewards(work, block.header.proposer, fees, params)
-    check_supply_delta(state, work, minted, burned)
-    finish_block(work, block)
+    check_supply_delta(state, work, minted, burned, slashed)
+    finish_block(work, block, params)
     return work
 
 
@@ -78,8 +86,6 @@ def process_header(state: State, block: Block) -> None:
         raise InvalidBlock("tx_root does not match the block's transactions")
     if len(block.txs) > state.params.max_block_txs:
         raise InvalidBlock(f"{len(block.txs)} txs, limit is {state.params.max_block_txs}")
-    if block.evidence:
-        raise InvalidBlock("evidence is not accepted: no evidence kind is defined at this version")
 
 
 def process_last_commit(state: State, block: Block) -> None:
@@ -157,18 +163,26 @@ def process_tx(state: State, tx: Tx, params: ChainParams) -> int:
         raise FeeTooLow(f"fee {tx.fee} is below the minimum {params.min_fee}")
     if isinstance(tx.body, Transfer):
         process_transfer(state, sender, account, tx.body, tx.fee)
+    elif isinstance(tx.body, Stake):
+        process_stake(state, tx, account, tx.body.amount, params)
+    elif isinstance(tx.body, Unstake):
+        process_unstake(state, sender, account, tx.body.amount, tx.fee, params)
     return tx.fee
+
+
+def check_spend(account: Account, amount: int, fee: int) -> None:
+    """`amount` (> 0) plus `fee` leave the sender's balance: the shared amount rules."""
+    if amount <= 0:
+        raise NonPositiveAmount(f"amount {amount} must be positive")
+    if amount > MAX_AMOUNT or fee > MAX_AMOUNT or amount + fee > MAX_AMOUNT:
+        raise AmountOverflow(f"amount + fee = {amount + fee} exceeds {MAX_AMOUNT}")
+    if amount + fee > account.balance:
+        raise InsufficientFunds(f"balance {account.balance} < amount {amount} + fee {fee}")
 
 
 def process_transfer(state: State, sender: bytes, account: Account, body: Transfer,
                      fee: int) -> None:
-    if body.amount <= 0:
-        raise NonPositiveAmount(f"amount {body.amount} must be positive")
-    if body.amount > MAX_AMOUNT or fee > MAX_AMOUNT or body.amount + fee > MAX_AMOUNT:
-        raise AmountOverflow(f"amount + fee = {body.amount + fee} exceeds {MAX_AMOUNT}")
-    if body.amount + fee > account.balance:
-        raise InsufficientFunds(
-            f"balance {account.balance} < amount {body.amount} + fee {fee}")
+    check_spend(account, body.amount, fee)
     debited = Account(account.balance - body.amount - fee, account.nonce + 1)
     recipient = debited if body.to == sender else state.get_account(body.to) or Account()
     if recipient.balance + body.amount > MAX_AMOUNT:
@@ -176,6 +190,117 @@ def process_transfer(state: State, sender: bytes, account: Account, body: Transf
     # Every check is done: only now write, so a rejected tx leaves no trace.
     state.set_account(sender, debited)
     state.set_account(body.to, Account(recipient.balance + body.amount, recipient.nonce))
+
+
+# --- staking ------------------------------------------------------------------------------
+
+
+def process_stake(state: State, tx: Tx, account: Account, amount: int,
+                  params: ChainParams) -> None:
+    sender = tx.sender
+    check_spend(account, amount, tx.fee)
+    if sender in state.staking.tombstoned:
+        raise ValidatorTombstoned(f"validator {sender.hex()} was slashed for double-signing")
+    entry = state.staking.bonded.get(sender)
+    bonded = (entry.stake if entry else 0) + amount
+    if bonded > MAX_AMOUNT:
+        raise AmountOverflow(f"bonded stake would exceed {MAX_AMOUNT}")
+    state.staking.bonded[sender] = Validator(sender, tx.sender_pubkey, bonded)
+    state.set_account(sender, Account(account.balance - amount - tx.fee, account.nonce + 1))
+
+
+def process_unstake(state: State, sender: bytes, account: Account, amount: int, fee: int,
+                    params: ChainParams) -> None:
+    if amount <= 0:
+        raise NonPositiveAmount(f"amount {amount} must be positive")
+    entry = state.staking.bonded.get(sender)
+    bonded = entry.stake if entry else 0
+    if amount > bonded:
+        raise InsufficientStake(f"unstaking {amount} but only {bonded} is bonded")
+    if fee > account.balance:
+        raise InsufficientFunds(f"balance {account.balance} < fee {fee}")
+    staking = state.staking
+    if entry is not None and bonded == amount:
+        del staking.bonded[sender]
+    elif entry is not None:
+        staking.bonded[sender] = Validator(sender, entry.pubkey, bonded - amount)
+    if not compute_validator_set(staking, params):
+        staking.bonded[sender] = entry  # undo: this tx is rejected and must leave no trace
+        raise WouldHaltChain("unstaking this would leave the chain without validators")
+    release = state.height + 1 + params.unbonding_blocks
+    staking.unbonding.append(Unbonding(release, sender, amount))
+    state.set_account(sender, Account(account.balance - fee, account.nonce + 1))
+
+
+def process_unbonding(state: State, height: int) -> None:
+    """Pay out unbonding entries that mature at `height` (the list is in release order)."""
+    queue = state.staking.unbonding
+    done = 0
+    while done < len(queue) and queue[done].release_height <= height:
+        item = queue[done]
+        account = state.get_account(item.address) or Account()
+        state.set_account(item.address, Account(account.balance + item.amount, account.nonce))
+        done += 1
+    if done:
+        del queue[:done]
+
+
+# --- evidence -----------------------------------------------------------------------------
+
+
+def process_evidence(state: State, block: Block, params: ChainParams) -> int:
+    """Verify each piece of evidence and slash its validator; return the total slashed."""
+    slashed = 0
+    for index, raw in enumerate(block.evidence):
+        try:
+            evidence = DuplicateVoteEvidence.decode(raw)
+        except DecodeError as exc:
+            raise InvalidEvidence(f"evidence {index}: {exc}") from exc
+        check_evidence(state, evidence, block.height, params, index)
+        slashed += slash_validator(state, evidence.validator, block.height, params)
+    return slashed
+
+
+def check_evidence(state: State, ev: DuplicateVoteEvidence, height: int, params: ChainParams,
+                   index: int) -> None:
+    where = f"evidence {index} against {ev.validator.hex()}"
+    if ev.height > height:
+        raise InvalidEvidence(f"{where}: votes at height {ev.height} are from the future")
+    if height - ev.height > params.evidence_max_age:
+        raise InvalidEvidence(f"{where}: {height - ev.height} blocks old, limit "
+                              f"{params.evidence_max_age}")
+    if ev.validator in state.staking.tombstoned:
+        raise InvalidEvidence(f"{where}: already slashed")
+    entry = state.staking.bonded.get(ev.validator)
+    if entry is None:
+        raise InvalidEvidence(f"{where}: not a bonded validator")
+    for vote in (ev.vote_a, ev.vote_b):
+        if not vote.verify(state.chain_id, entry.pubkey):
+            raise InvalidEvidence(f"{where}: a vote's signature does not verify")
+
+
+def slash_validator(state: State, address: bytes, height: int, params: ChainParams) -> int:
+    """Cut `slash_double_sign_bps` of the validator's bonded and unbonding stake, tombstone
+    it and start unbonding what is left. Returns the amount slashed (removed from supply)."""
+    staking = state.staking
+    entry = staking.bonded.pop(address)
+    cut = compute_slash(entry.stake, params)
+    kept = []
+    for item in staking.unbonding:
+        if item.address == address:
+            item_cut = compute_slash(item.amount, params)
+            cut += item_cut
+            if item.amount > item_cut:
+                kept.append(Unbonding(item.release_height, address, item.amount - item_cut))
+        else:
+            kept.append(item)
+    staking.unbonding = kept
+    remaining = entry.stake - compute_slash(entry.stake, params)
+    if remaining:
+        staking.unbonding.append(Unbonding(height + params.unbonding_blocks, address, remaining))
+    staking.tombstoned[address] = height
+    state.supply.slashed += cut
+    return cut
 
 
 # --- rewards, supply, bookkeeping ---------------------------------------------------------
@@ -211,17 +336,24 @@ def process_rewards(state: State, proposer: bytes, fees: int,
     return minted, burned
 
 
-def check_supply_delta(before: State, after: State, minted: int, burned: int) -> None:
-    """Balances changed by exactly minted - burned (a cheap, per-block supply invariant)."""
+def check_supply_delta(before: State, after: State, minted: int, burned: int,
+                       slashed: int = 0) -> None:
+    """Balances plus stake changed by exactly minted - burned - slashed (a cheap per-block
+    form of the supply invariant: only touched accounts are summed)."""
     old = sum((before.get_account(a) or Account()).balance for a in after.touched)
     new = sum(after.accounts[a].balance for a in after.touched)
-    if new - old != minted - burned:
-        raise InvariantViolation(
-            f"block changes balances by {new - old}, but minted - burned = {minted - burned}")
+    delta = new - old + after.staking.total() - before.staking.total()
+    if delta != minted - burned - slashed:
+        raise InvariantViolation(f"block changes balances and stake by {delta}, but minted - "
+                                 f"burned - slashed = {minted - burned - slashed}")
 
 
-def finish_block(state: State, block: Block) -> None:
+def finish_block(state: State, block: Block, params: ChainParams) -> None:
+    """Advance height and rotate validator sets: changes made in this block sign from
+    height + 2 (an empty computed set keeps the previous one rather than halting)."""
     state.height = block.header.height
     state.time_ms = block.header.time_ms
     state.last_block_hash = block.hash()
     state.last_validators = state.validators
+    state.validators = state.next_validators
+    state.next_validators = compute_validator_set(state.staking, params) or state.validators

@@ -32,6 +32,8 @@ MAX_CHAIN_ID_LEN = 48
 
 class TxKind(IntEnum):
     TRANSFER = 1
+    STAKE = 2
+    UNSTAKE = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +57,43 @@ class Transfer:
         )
 
 
-BODY_TYPES: dict[int, type[Transfer]] = {TxKind.TRANSFER: Transfer}
-Body = Transfer
+@dataclass(frozen=True, slots=True)
+class Stake:
+    """Bond `amount` from the sender's balance to its validator stake; the sender's key is
+    the validator's signing key."""
+
+    amount: int
+    KIND: ClassVar[TxKind] = TxKind.STAKE
+
+    def to_fields(self) -> list:
+        return [self.amount]
+
+    @classmethod
+    def from_fields(cls, value: object) -> Stake:
+        (amount,) = expect_list(value, 1, "stake")
+        return cls(expect_int(amount, "stake.amount", -MAX_INT64, 2**64 - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Unstake:
+    """Start unbonding `amount` of the sender's stake; it returns to the balance after
+    params.unbonding_blocks and stays slashable until then."""
+
+    amount: int
+    KIND: ClassVar[TxKind] = TxKind.UNSTAKE
+
+    def to_fields(self) -> list:
+        return [self.amount]
+
+    @classmethod
+    def from_fields(cls, value: object) -> Unstake:
+        (amount,) = expect_list(value, 1, "unstake")
+        return cls(expect_int(amount, "unstake.amount", -MAX_INT64, 2**64 - 1))
+
+
+Body = Transfer | Stake | Unstake
+BODY_TYPES: dict[int, type[Transfer] | type[Stake] | type[Unstake]] = {
+    TxKind.TRANSFER: Transfer, TxKind.STAKE: Stake, TxKind.UNSTAKE: Unstake}
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,3 +167,8 @@ def make_transfer(key: PrivateKey, chain_id: str, to: bytes, amount: int, nonce:
                   fee: int) -> Tx:
     """Build and sign a transfer from `key`'s account."""
     return Tx(chain_id, key.public, nonce, fee, Transfer(to, amount)).signed(key)
+
+
+def make_tx(key: PrivateKey, chain_id: str, body: Body, nonce: int, fee: int) -> Tx:
+    """Build and sign a transaction of any kind from `key`'s account."""
+    return Tx(chain_id, key.public, nonce, fee, body).signed(key)

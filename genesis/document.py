@@ -25,6 +25,7 @@ from consensus.codec import encode
 from consensus.errors import DecodeError, InvalidAddress, InvalidGenesis
 from consensus.hashing import sha256
 from consensus.params import MAX_AMOUNT, ChainParams
+from consensus.staking import Staking
 from consensus.state import Account, State, Supply, Validator
 
 CHAIN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,46}[a-z0-9]\Z")  # \Z: no trailing newline
@@ -80,8 +81,10 @@ class Genesis:
         validators = tuple(sorted((Validator(v.address, v.pubkey, v.stake)
                                    for v in self.validators), key=lambda v: v.address))
         total = sum(b for _, b in self.accounts) + sum(v.stake for v in validators)
+        staking = Staking({v.address: v for v in validators})
         state = State(self.chain_id, self.params, self.hash(), 0, self.genesis_time_ms,
-                      self.hash(), validators, validators, Supply(genesis=total))
+                      self.hash(), validators, validators, Supply(genesis=total),
+                      validators, staking)
         for address, balance in self.accounts:
             state.set_account(address, Account(balance, 0))
         state.touched.clear()
@@ -170,6 +173,9 @@ def parse_genesis(obj: Any) -> Genesis:
     check_validator_count(len(validators), dev)
     seen = set()
     for i, v in enumerate(validators):
+        if v.stake < params.min_validator_stake:
+            raise InvalidGenesis(f"validators[{i}].stake: {v.stake} is below "
+                                 f"params.min_validator_stake {params.min_validator_stake}")
         if v.pubkey in seen:
             raise InvalidGenesis(f"validators[{i}]: duplicate pub_key")
         seen.add(v.pubkey)

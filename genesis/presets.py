@@ -14,6 +14,10 @@ DEVNET = ChainParams(
     max_block_bytes=4 * 1024 * 1024,
     max_tx_bytes=4 * 1024,
     unbonding_blocks=20,
+    min_validator_stake=1_000 * UJEV_PER_JEV,
+    max_validators=100,
+    evidence_max_age=100,
+    slash_double_sign_bps=500,
 )
 
 TESTNET = ChainParams(unbonding_blocks=10_000)

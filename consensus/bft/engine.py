@@ -59,24 +59,34 @@ class TimeoutConfig:
 
 
 class RoundVotes:
-    """One round's votes of one type: first vote per validator, stake per value."""
+    """One round's votes of one type. Stake per value counts each validator once per value:
+    a validator's conflicting votes each count for their own value, as the paper counts
+    messages from distinct senders per value (otherwise an equivocator that reaches a node
+    first with another vote hides a polka from it for ever). `any_stake` and `by_validator`
+    count each validator once (its first vote)."""
 
-    __slots__ = ("any_stake", "by_validator", "stake_for")
+    __slots__ = ("any_stake", "by_validator", "by_value", "stake_for")
 
     def __init__(self) -> None:
         self.by_validator: dict[bytes, Vote] = {}
+        self.by_value: dict[bytes, dict[bytes, Vote]] = {}
         self.stake_for: dict[bytes, int] = {}
         self.any_stake = 0
 
-    def add(self, vote: Vote, stake: int) -> None:
-        """Record the first vote of a validator (the caller checked it is the first)."""
-        self.by_validator[vote.validator] = vote
+    def add(self, vote: Vote, stake: int) -> bool:
+        """Record a vote; False if this validator already voted for this value."""
+        voters = self.by_value.setdefault(vote.block_hash, {})
+        if vote.validator in voters:
+            return False
+        voters[vote.validator] = vote
         self.stake_for[vote.block_hash] = self.stake_for.get(vote.block_hash, 0) + stake
-        self.any_stake += stake
-        return None
+        if vote.validator not in self.by_validator:
+            self.by_validator[vote.validator] = vote
+            self.any_stake += stake
+        return True
 
     def votes_for(self, block_hash: bytes) -> list[Vote]:
-        return [v for v in self.by_validator.values() if v.block_hash == block_hash]
+        return list(self.by_value.get(block_hash, {}).values())
 
 
 @dataclass
@@ -211,13 +221,13 @@ def _accept_vote(s: EngineState, vote: Vote, fx: list[Effect]) -> bool:
     book = s.prevotes if vote.type == VoteType.PREVOTE else s.precommits
     votes = book.setdefault(vote.round, RoundVotes())
     earlier = votes.by_validator.get(vote.validator)
-    if earlier is not None:  # a repeat (ignored) or an equivocation (reported once)
+    if earlier is not None and earlier.block_hash != vote.block_hash:  # reported once
         key = (vote.validator, vote.round, vote.type)
-        if earlier.block_hash != vote.block_hash and key not in s.equivocators:
+        if key not in s.equivocators:
             s.equivocators.add(key)
             fx.append(EquivocationDetected(earlier, vote))
-        return False
-    votes.add(vote, stake)
+    if not votes.add(vote, stake):
+        return False  # a repeat
     _note_sender(s, vote.round, vote.validator)
     return True
 
