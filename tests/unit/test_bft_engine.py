@@ -174,13 +174,17 @@ case("round_skip_on_f_plus_1", q, [
      else [timeout(TimeoutKind.PROPOSE, r_skip)]),
 ])
 # Equivocation: a second, different vote is reported once and not counted.
-case("equivocation_reported_once_not_counted", q, [
+# Equivocation is reported once per (validator, round, type). Like the paper, which counts
+# messages from distinct senders per value, each vote counts toward its own value (a
+# validator once per value), so an equivocator cannot hide a polka by voting early.
+case("equivocation_reported_once_votes_count_per_value", q, [
     (prop(0, A), [CastVote(PV, 1, 0, A)]),
     (vote(PV, o[0], A), []),
     (vote(PV, o[0], B), "EQUIVOCATION"),
     (vote(PV, o[0], NIL), []),
-    (vote(PV, o[1], B), []),
-    (vote(PV, o[2], B), [timeout(TimeoutKind.PREVOTE)]),  # B has 2 of 4: no polka
+    (vote(PV, o[0], B), []),
+    (vote(PV, o[1], A), []),
+    (vote(PV, q, A), [CastVote(PC, 1, 0, A)]),
 ])
 # Only the round's proposer may propose.
 case("wrong_proposer_ignored", q, [

@@ -10,7 +10,8 @@ from node.errors import ConfigError
 
 def test_round_trip(tmp_path: Path) -> None:
     config = NodeConfig(moniker="n1", role="provider",
-                        p2p=P2PConfig("/ip4/127.0.0.1/tcp/4001", ("/ip4/127.0.0.1/tcp/4002/p2p/x",)))
+                        p2p=P2PConfig("/ip4/127.0.0.1/tcp/4001",
+                                      ("/ip4/127.0.0.1/tcp/4002/p2p/x",)))
     path = tmp_path / "config.toml"
     path.write_text(config.to_toml())
     assert load_config(path) == config
