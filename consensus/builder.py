@@ -40,8 +40,9 @@ def select_txs(state: State, raws: list[bytes], params: ChainParams,
 
 
 def build_block(state: State, txs: list[bytes], proposer: bytes, time_ms: int,
-                last_commit: Commit) -> Block:
-    """A block at state.height + 1 carrying `txs` (raw encoded) in the given order."""
+                last_commit: Commit, evidence: tuple[bytes, ...] = ()) -> Block:
+    """A block at state.height + 1 carrying `txs` (raw encoded) in the given order and
+    `evidence` (encoded DuplicateVoteEvidence, checked by apply_block)."""
     header = Header(
         chain_id=state.chain_id,
         height=state.height + 1,
@@ -53,4 +54,4 @@ def build_block(state: State, txs: list[bytes], proposer: bytes, time_ms: int,
         validators_hash=validators_hash(state.validators),
         proposer=proposer,
     )
-    return Block(header, tuple(txs), (), last_commit)
+    return Block(header, tuple(txs), tuple(evidence), last_commit)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from consensus.builder import build_block
 from consensus.errors import (
     InsufficientStake,
     InvalidBlock,
@@ -40,10 +41,8 @@ def signers_of(chain: Chain) -> list:
 
 
 def accept(chain: Chain, txs=(), evidence=()) -> None:
-    block = chain.build(list(txs))
-    if evidence:
-        from consensus.block import Block
-        block = Block(block.header, block.txs, tuple(evidence), block.last_commit)
+    block = build_block(chain.state, list(txs), chain.proposer(),
+                        chain.state.time_ms + 1_000, chain.last_commit, tuple(evidence))
     chain.state = chain.apply(block)
     chain.last_commit = chain.commit(block, signers_of(chain))
 
@@ -143,9 +142,8 @@ def test_double_sign_evidence_slashes_and_tombstones() -> None:
 
 
 def _with_evidence(chain: Chain, evidence: list[bytes]):
-    from consensus.block import Block
-    block = chain.build([])
-    return Block(block.header, block.txs, tuple(evidence), block.last_commit)
+    return build_block(chain.state, [], chain.proposer(), chain.state.time_ms + 1_000,
+                       chain.last_commit, tuple(evidence))
 
 
 def test_bad_evidence_is_refused_with_a_reason() -> None:
