@@ -7,6 +7,7 @@ missing path), printed by click.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -127,12 +128,42 @@ def node() -> None:
 @click.option("--blocks", type=click.IntRange(0), default=0,
               help="Stop after this many new blocks (0: run until Ctrl-C).")
 @click.option("--txs-per-block", type=click.IntRange(0, 10_000), default=0,
-              help="Demo transfers between dev accounts per block.")
-def node_start(home: Path, blocks: int, txs_per_block: int) -> None:
-    """Start the node of HOME (a single-validator dev chain for now)."""
-    from node.runner import run_dev_chain
+              help="Single-validator dev chains: demo transfers per block.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True)
+def node_start(home: Path, blocks: int, txs_per_block: int, log_level: str) -> None:
+    """Start the node of HOME.
 
-    run_dev_chain(home, blocks, txs_per_block, echo=click.echo)
+    A single-validator dev home produces blocks locally; any other home joins its network
+    over libp2p and runs BFT consensus (validator role) or follows it (full, provider).
+    """
+    import logging
+
+    from node.home import open_home
+
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    opened = open_home(home)
+    if opened.genesis.single_validator_dev_chain:
+        from node.runner import run_dev_chain
+
+        run_dev_chain(home, blocks, txs_per_block, echo=click.echo)
+        return
+    import trio
+
+    from node.runtime.node import run_node
+
+    start = opened_height(opened)
+    height = trio.run(run_node, opened, None, start + blocks if blocks else 0)
+    click.echo(f"stopped at height {height}")
+
+
+def opened_height(home) -> int:
+    from node.store.blockstore import BlockStore
+
+    with BlockStore.open(home.paths.chain_db) as store:
+        tip = store.tip()
+    return tip[0] if tip else 0
 
 
 @cli.command()

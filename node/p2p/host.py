@@ -1,0 +1,90 @@
+"""Construction of the py-libp2p host, pubsub and GossipSub router: the only place that
+chooses their settings.
+
+- Security is Noise only. py-libp2p's default set also offers /plaintext/2.0.0, which lets
+  a dialer that knows only a victim's public key connect under the victim's peer id.
+- Yamux only; `max_connections_per_peer=1` (the default of 3 makes every dial wait a fixed
+  250 ms "happy eyeballs" delay).
+- One dial attempt per address (the swarm's own 3 retries each log an ERROR line) and no
+  auto-connector: the adapter's bootstrap redialer owns retrying.
+- GossipSub: 1 s heartbeat (default 120 s), spam protection off (default 10 msgs/s per peer
+  per topic, enforced even on our own publishes), /meshsub/1.1.0 and 1.0.0 only (1.2's
+  IDONTWANT control message per delivered message halves throughput), no mDNS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.network.config import ConnectionConfig, RetryConfig
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+from consensus.crypto import SEED_LEN
+from node.p2p.errors import P2PError
+from node.p2p.gossip import message_id
+from node.p2p.settings import GossipParams
+
+GOSSIP_PROTOCOLS = (PROTOCOL_ID_V11, PROTOCOL_ID)
+AUTO_CONNECT_OFF_S = 24 * 3600.0
+
+
+def identity_key_pair(seed: bytes) -> KeyPair:
+    """The node's Ed25519 identity from its 32-byte seed (same seed, same peer id)."""
+    if len(seed) != SEED_LEN:
+        raise P2PError(f"identity seed must be {SEED_LEN} bytes, got {len(seed)}")
+    return create_new_key_pair(seed)
+
+
+def build_host(key_pair: KeyPair) -> IHost:
+    host = new_host(
+        key_pair=key_pair,
+        sec_opt={NOISE_ID: NoiseTransport(
+            key_pair, noise_privkey=create_x25519_key_pair().private_key)},
+        muxer_opt={TProtocol(YAMUX_ID): Yamux},
+        connection_config=ConnectionConfig(max_connections_per_peer=1, min_connections=0,
+                                           auto_connect_interval=AUTO_CONNECT_OFF_S),
+        enable_mDNS=False,
+    )
+    swarm: Any = host.get_network()
+    swarm.retry_config = RetryConfig(max_retries=0)
+    swarm.auto_connector.maybe_connect = _no_auto_connect
+    return host
+
+
+async def _no_auto_connect() -> None:
+    """Replaces the swarm's auto-connector, which redials every peer it ever saw (up to
+    200 at a time, every 10 s below 50 connections), logs each round at INFO and each
+    failed dial at ERROR, and ignores our bans. `P2PNode` redials its bootstrap peers."""
+    await trio.lowlevel.checkpoint()
+
+
+def build_pubsub(host: IHost, params: GossipParams) -> tuple[Pubsub, GossipSub]:
+    router = GossipSub(
+        protocols=list(GOSSIP_PROTOCOLS),
+        degree=params.degree,
+        degree_low=params.degree_low,
+        degree_high=params.degree_high,
+        heartbeat_interval=params.heartbeat_interval_s,
+        spam_protection_enabled=False,
+    )
+    pubsub = Pubsub(
+        host,
+        router,
+        seen_ttl=params.seen_ttl_s,
+        msg_id_constructor=message_id,
+        validation_cache_ttl=params.validation_cache_ttl_s,
+        strict_signing=True,
+    )
+    return pubsub, router

@@ -1,0 +1,368 @@
+"""P2PNode: the node's one door to the network (gossip topics, request/response streams,
+peer policy), over py-libp2p 0.8.1 under trio. See docs/p2p.md."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub.gossipsub import GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
+
+from node.config import P2PConfig
+from node.p2p import gossip, reqresp
+from node.p2p.errors import GossipTooLarge, NotRunning, P2PError, PeerUnavailable, PublishTimeout
+from node.p2p.gossip import Deliver, OutboundQueues, TopicCounters, Validator
+from node.p2p.host import build_host, build_pubsub, identity_key_pair
+from node.p2p.peers import (
+    BAD_FRAME_WEIGHT,
+    DEFAULT_WEIGHT,
+    ConnectionWatch,
+    PeerBook,
+    keep_connected,
+)
+from node.p2p.settings import (
+    MAX_GOSSIP_BYTES,
+    GossipParams,
+    PeerPolicy,
+    check_listen_addr,
+    check_peer_addr,
+)
+
+log = logging.getLogger(__name__)
+
+DISCONNECT_TIMEOUT_S = 2.0
+
+
+@dataclass
+class _Topic:
+    name: str
+    validate: Validator
+    deliver: Deliver
+    counters: TopicCounters
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+@dataclass
+class _Running:
+    host: IHost
+    pubsub: Pubsub
+    router: GossipSub
+    nursery: trio.Nursery
+    changed: trio.Event = field(default_factory=trio.Event)  # peers or subscriptions
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+
+class P2PNode:
+    """One libp2p host with GossipSub and length-prefixed request/response streams.
+
+    Use `async with node.running():` inside trio; `subscribe` and `set_handler` may be
+    called before or while running.
+    """
+
+    def __init__(self, identity_seed: bytes, listen: str = "/ip4/127.0.0.1/tcp/0",
+                 bootstrap: Sequence[str] = (), *, gossip: GossipParams | None = None,
+                 policy: PeerPolicy | None = None) -> None:
+        self._key_pair = identity_key_pair(identity_seed)
+        self.peer_id: str = ID.from_pubkey(self._key_pair.public_key).to_base58()
+        self._listen = check_listen_addr(listen)
+        self._bootstrap = [info_from_p2p_addr(check_peer_addr(a)) for a in bootstrap]
+        self._gossip = gossip or GossipParams()
+        self._policy = policy or PeerPolicy()
+        self._book = PeerBook(self._policy)
+        self._topics: dict[str, _Topic] = {}
+        self._counters: dict[str, TopicCounters] = {}
+        self._routes: dict[str, reqresp.Route] = {}
+        self._queues = OutboundQueues()
+        self._run: _Running | None = None
+
+    @classmethod
+    def from_config(cls, identity_seed: bytes, config: P2PConfig, **kwargs: Any) -> P2PNode:
+        """A node from the `[p2p]` table of config.toml."""
+        return cls(identity_seed, config.listen, config.bootstrap, **kwargs)
+
+    # ---- lifecycle -----------------------------------------------------------------
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[P2PNode]:
+        """Listen, start pubsub, dial the bootstrap peers and keep them connected; on exit
+        close everything (connections, services, pubsub's sweeper thread)."""
+        if self._run is not None:
+            raise P2PError("this P2PNode is already running")
+        host = build_host(self._key_pair)
+        pubsub, router = build_pubsub(host, self._gossip)
+        self._queues = OutboundQueues()
+        pubsub.peer_queues = self._queues
+        watch = ConnectionWatch(self._on_connected)
+        host.get_network().register_notifee(watch)
+        body_error: Exception | None = None
+        try:
+            async with (host.run([self._listen]), background_trio_service(pubsub),
+                        background_trio_service(router), trio.open_nursery() as nursery):
+                await pubsub.wait_until_ready()
+                self._run = _Running(host, pubsub, router, nursery)
+                self._watch_topics(pubsub, router, watch)
+                for route in self._routes.values():
+                    self._register(route)
+                for topic in self._topics.values():
+                    await nursery.start(self._run_topic, topic)
+                for info in self._bootstrap:
+                    nursery.start_soon(keep_connected, host, info, watch, self._book,
+                                       self._policy)
+                try:
+                    yield self
+                except Exception as exc:  # re-raised below, outside libp2p's nurseries
+                    body_error = exc
+                finally:
+                    self._run = None
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._run = None
+            pubsub.seen_messages.stop()  # a thread py-libp2p never stops
+        if body_error is not None:
+            raise body_error
+
+    def _watch_topics(self, pubsub: Pubsub, router: GossipSub, watch: ConnectionWatch) -> None:
+        """Wake `wait_for_*` on every connection, subscription and mesh change (py-libp2p
+        only offers per-peer waits)."""
+        run = self._require()
+        on_subscription = pubsub.handle_subscription
+        on_mesh_added = router._notify_mesh_peer_added
+
+        def handle_subscription(origin_id: ID, sub_message: Any) -> None:
+            on_subscription(origin_id, sub_message)
+            run.notify()
+
+        def notify_mesh_peer_added(peer_id: ID, topic: str) -> None:
+            on_mesh_added(peer_id, topic)
+            run.notify()
+
+        pubsub.handle_subscription = handle_subscription  # type: ignore[method-assign]
+        router._notify_mesh_peer_added = notify_mesh_peer_added  # type: ignore[method-assign]
+
+        async def forward_connection_changes() -> None:
+            while True:
+                await watch.wait_changed()
+                run.notify()
+
+        run.nursery.start_soon(forward_connection_changes)
+
+    def _require(self) -> _Running:
+        if self._run is None:
+            raise NotRunning("the p2p node is not running (use `async with node.running()`)")
+        return self._run
+
+    # ---- addresses and peers -------------------------------------------------------
+
+    def listen_addrs(self) -> list[str]:
+        """Dialable addresses of this node, each ending in /p2p/<peer id>."""
+        return [str(a) for a in self._require().host.get_addrs()]
+
+    def peers(self) -> list[str]:
+        """Peer ids of the peers connected now."""
+        host = self._require().host
+        return sorted(p.to_base58() for p in host.get_connected_peers())
+
+    def topic_peers(self, topic: str) -> list[str]:
+        """The peers a publish on `topic` goes to now: our GossipSub mesh for a topic we
+        subscribe to, else (fanout) the connected peers subscribed to it."""
+        run = self._require()
+        mesh = run.router.mesh.get(topic)
+        peers = mesh if mesh is not None else run.pubsub.peer_topics.get(topic, set())
+        return sorted(p.to_base58() for p in peers)
+
+    async def connect(self, addr: str, timeout: float = 5.0) -> str:
+        """Dial /ip4/HOST/tcp/PORT/p2p/PEER_ID once; return the peer id."""
+        run = self._require()
+        info = info_from_p2p_addr(check_peer_addr(addr))
+        peer = info.peer_id.to_base58()
+        if self._book.is_banned(peer):
+            raise PeerUnavailable(f"peer {peer} is banned for {self._book.ban_left(peer):.0f} s")
+        run.host.get_network().unblock_peer(info.peer_id)
+        try:
+            with trio.fail_after(timeout):
+                await run.host.connect(info)
+        except trio.TooSlowError:
+            raise PeerUnavailable(f"no connection to {addr} within {timeout:g} s") from None
+        except Exception as exc:
+            raise PeerUnavailable(f"cannot connect to {addr}: {exc}") from None
+        return peer
+
+    async def wait_for_peers(self, count: int, timeout: float) -> list[str]:
+        """Wait until at least `count` peers are connected."""
+        return await self._wait_for(self.peers, count, timeout, "connected peers")
+
+    async def wait_for_topic_peers(self, topic: str, count: int, timeout: float) -> list[str]:
+        """Wait until `topic_peers(topic)` has at least `count` peers (a publish before that
+        reaches fewer peers; GossipSub does not resend it)."""
+        return await self._wait_for(lambda: self.topic_peers(topic), count, timeout,
+                                    f"peers on topic {topic}")
+
+    async def _wait_for(self, current: Callable[[], list[str]], count: int, timeout: float,
+                        what: str) -> list[str]:
+        with trio.move_on_after(timeout):
+            while len(found := current()) < count:
+                await self._require().changed.wait()
+            return found
+        raise PeerUnavailable(f"{len(current())} {what} after {timeout:g} s, "
+                              f"wanted {count}")
+
+    # ---- misbehaviour --------------------------------------------------------------
+
+    def report_bad(self, peer_id: str, reason: str, weight: float = DEFAULT_WEIGHT) -> None:
+        """Count misbehaviour; at the policy's threshold the peer is disconnected and every
+        connection, stream and gossip message from it is refused for `ban_s`."""
+        score = self._book.score(peer_id) + weight
+        log.warning("peer %s misbehaved: %s (score %.0f of %.0f)", peer_id, reason, score,
+                    self._policy.ban_threshold)
+        if self._book.report(peer_id, weight):
+            log.warning("banning peer %s for %.0f s", peer_id, self._policy.ban_s)
+            self._on_connected(peer_id)
+
+    def score(self, peer_id: str) -> float:
+        return self._book.score(peer_id)
+
+    def is_banned(self, peer_id: str) -> bool:
+        return self._book.is_banned(peer_id)
+
+    def _on_connected(self, peer_id: str) -> None:
+        if self._run is not None and self._book.is_banned(peer_id):
+            self._run.nursery.start_soon(self._disconnect, peer_id)
+
+    async def _disconnect(self, peer_id: str) -> None:
+        run = self._require()
+        with trio.move_on_after(DISCONNECT_TIMEOUT_S):
+            try:
+                await run.host.disconnect(ID.from_base58(peer_id))
+            except Exception as exc:
+                log.debug("disconnecting %s failed: %r", peer_id, exc)
+
+    # ---- gossip --------------------------------------------------------------------
+
+    def subscribe(self, topic: str, validate: Validator, deliver: Deliver) -> None:
+        """Receive `topic`: `validate(from_peer, data)` gates each message from another peer
+        (exceptions count as rejections), `deliver(origin, data)` gets the accepted ones.
+        Our own publishes are neither validated nor delivered back to us."""
+        if topic in self._topics:
+            raise P2PError(f"already subscribed to {topic!r}")
+        entry = _Topic(topic, validate, deliver, self.counters(topic))
+        self._topics[topic] = entry
+        if self._run is not None:
+            self._run.nursery.start_soon(self._run_topic, entry)
+
+    def unsubscribe(self, topic: str) -> None:
+        entry = self._topics.pop(topic, None)
+        if entry is None:
+            return
+        entry.scope.cancel()
+        if self._run is not None:
+            pubsub = self._run.pubsub
+            pubsub.remove_topic_validator(topic)
+            self._run.nursery.start_soon(pubsub.unsubscribe, topic)
+
+    def counters(self, topic: str) -> TopicCounters:
+        """This node's counters for `topic` (published, delivered, rejected, …)."""
+        return self._counters.setdefault(topic, TopicCounters())
+
+    async def _run_topic(self, entry: _Topic,
+                         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        run = self._require()
+        me = run.host.get_id()
+        with entry.scope:
+            run.pubsub.set_topic_validator(
+                entry.name, gossip.safe_validator(entry.name, self._gated(entry.validate), me,
+                                                  entry.counters),
+                is_async_validator=False)
+            subscription = await run.pubsub.subscribe(entry.name)
+            task_status.started()
+            send, receive = trio.open_memory_channel[tuple[str, bytes]](
+                self._gossip.deliver_buffer)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(gossip.feed, receive, entry.deliver, entry.name,
+                                   entry.counters)
+                async with send:
+                    await gossip.drain_subscription(subscription, me, send, entry.name,
+                                                    entry.counters)
+
+    def _gated(self, validate: Validator) -> Validator:
+        def gated(peer_id: str, data: bytes) -> bool:
+            return not self._book.is_banned(peer_id) and validate(peer_id, data)
+        return gated
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Gossip `data` on `topic`. Waits (up to the publish timeout) until no peer on the
+        topic has a nearly full outbound queue, so a burst is not silently dropped, and
+        yields to trio after each message."""
+        run = self._require()
+        if len(data) > MAX_GOSSIP_BYTES:
+            raise GossipTooLarge(f"gossip payload of {len(data)} B on {topic!r} is over "
+                                 f"{MAX_GOSSIP_BYTES} B; send it by request/response")
+        high_water = self._gossip.queue_high_water
+        with trio.move_on_after(self._gossip.publish_timeout_s) as waited:
+            await self._queues.wait_for_room(lambda: run.pubsub.peer_topics.get(topic, set()),
+                                             high_water)
+        if waited.cancelled_caught:
+            slow = self._queues.full_peers(run.pubsub.peer_topics.get(topic, set()),
+                                           high_water)
+            raise PublishTimeout(f"outbound queues of {len(slow)} peer(s) on {topic!r} "
+                                 f"stayed full for {self._gossip.publish_timeout_s:g} s: "
+                                 f"{', '.join(p.to_base58() for p in slow)}")
+        try:
+            await run.pubsub.publish(topic, data)
+        except Exception as exc:
+            raise P2PError(f"publish on {topic!r} failed: {exc!r}") from None
+        self.counters(topic).published += 1
+        await trio.lowlevel.checkpoint()  # pubsub's publish never yields
+
+    # ---- request/response ----------------------------------------------------------
+
+    def set_handler(self, protocol: str, handler: reqresp.Handler, max_request: int,
+                    timeout: float = 30.0, concurrency: int = 16) -> None:
+        """Serve `protocol` (e.g. /jevons/sync/1): `handler(peer_id, request) -> response`.
+        Requests over `max_request` bytes are refused unread and the sender reported; the
+        whole exchange is bounded by `timeout`; at most `concurrency` run at once."""
+        if not protocol.startswith("/"):
+            raise P2PError(f"protocol ids start with '/', got {protocol!r}")
+        route = reqresp.Route(protocol, handler, max_request, timeout,
+                              trio.CapacityLimiter(concurrency))
+        self._routes[protocol] = route
+        if self._run is not None:
+            self._register(route)
+
+    def _register(self, route: reqresp.Route) -> None:
+        async def handle(stream: INetStream) -> None:
+            await reqresp.serve(stream, route, self._report_bad_frame, self._book.is_banned)
+
+        self._require().host.set_stream_handler(TProtocol(route.protocol), handle)
+
+    def _report_bad_frame(self, peer_id: str, reason: str) -> None:
+        self.report_bad(peer_id, reason, weight=BAD_FRAME_WEIGHT)
+
+    async def request(self, peer_id: str, protocol: str, payload: bytes, timeout: float,
+                      max_response: int) -> bytes:
+        """Send `payload` to `peer_id` on `protocol`; the response body, or PeerUnavailable,
+        RequestTimeout, ResponseTooLarge, ProtocolError, RemoteError."""
+        run = self._require()
+        if self._book.is_banned(peer_id):
+            raise PeerUnavailable(f"peer {peer_id} is banned for "
+                                  f"{self._book.ban_left(peer_id):.0f} s")
+        try:
+            peer = ID.from_base58(peer_id)
+        except Exception:
+            raise PeerUnavailable(f"{peer_id!r} is not a peer id") from None
+        network = run.host.get_network()
+        if not network.get_connections(peer):
+            network.unblock_peer(peer)  # a peer that restarted is dialable again at once
+        return await reqresp.request(run.host, peer, protocol, payload, timeout, max_response)

@@ -1,0 +1,212 @@
+"""Request/response over raw libp2p streams, one stream per request.
+
+Wire format (all integers big-endian):
+
+    request   u32 length || payload                 then the requester half-closes
+    response  u8 status || u32 length || body       then the responder closes
+
+    status 0  OK        body is the handler's response
+    status 1  REJECTED  body is the handler's UTF-8 reason (RequestRejected)
+    status 2  FAILED    the handler raised; body is a short UTF-8 note
+
+The responder reads the 4-byte header first and resets the stream without reading the body
+when the length is over the protocol's `max_request`; the requester does the same with
+`max_response`. Reads loop until the announced length arrived (py-libp2p's own
+request/response helper gives up after 101 partial reads, about 6.5 MiB).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.network.exceptions import SwarmException
+from libp2p.peer.id import ID
+from libp2p.protocol_muxer.exceptions import MultiselectClientError
+
+from node.p2p.errors import (
+    PeerUnavailable,
+    ProtocolError,
+    RemoteError,
+    RequestRejected,
+    RequestTimeout,
+    RequestTooLarge,
+    ResponseTooLarge,
+)
+from node.p2p.settings import MAX_FRAME_BYTES, MAX_REASON_BYTES
+
+log = logging.getLogger(__name__)
+
+REQUEST_HEADER = struct.Struct(">I")
+RESPONSE_HEADER = struct.Struct(">BI")
+STATUS_OK, STATUS_REJECTED, STATUS_FAILED = 0, 1, 2
+READ_CHUNK = 1 << 20
+ABORT_TIMEOUT_S = 1.0
+
+Handler = Callable[[str, bytes], Awaitable[bytes]]
+"""async handler(peer_id, request) -> response; raise RequestRejected(reason) to refuse."""
+
+
+class _Truncated(ProtocolError):
+    """The stream ended cleanly before the announced number of bytes arrived."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """One registered protocol: its handler and the limits the responder enforces."""
+
+    protocol: str
+    handler: Handler
+    max_request: int
+    timeout_s: float
+    limiter: trio.CapacityLimiter
+
+
+async def read_exactly(stream: INetStream, n: int) -> bytes:
+    """Read exactly `n` bytes; `_Truncated` if the stream ends first."""
+    buf = bytearray()
+    while len(buf) < n:
+        try:
+            chunk = await stream.read(min(n - len(buf), READ_CHUNK))
+        except EOFError:
+            chunk = b""
+        if not chunk:
+            raise _Truncated(f"stream ended after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+async def abort(stream: INetStream) -> None:
+    """Reset a stream, bounded in time and safe to call while being cancelled."""
+    with trio.CancelScope(shield=True), trio.move_on_after(ABORT_TIMEOUT_S):
+        try:
+            await stream.reset()
+        except Exception as exc:
+            log.debug("reset of a stream failed: %r", exc)
+
+
+async def close(stream: INetStream) -> None:
+    with trio.move_on_after(ABORT_TIMEOUT_S):
+        try:
+            await stream.close()
+        except Exception as exc:
+            log.debug("close of a stream failed: %r", exc)
+
+
+async def serve(stream: INetStream, route: Route, report_bad: Callable[[str, str], None],
+                is_banned: Callable[[str], bool]) -> None:
+    """Answer one inbound stream on `route`. Never raises: an exception here would tear
+    down the whole connection inside py-libp2p."""
+    peer = stream.muxed_conn.peer_id.to_base58()
+    if is_banned(peer):
+        await abort(stream)
+        return
+    try:
+        with trio.fail_after(route.timeout_s):
+            async with route.limiter:
+                await _serve(stream, route, peer, report_bad)
+    except trio.TooSlowError:
+        log.debug("request on %s from %s took over %.1f s", route.protocol, peer,
+                  route.timeout_s)
+        await abort(stream)
+    except _Truncated as exc:
+        report_bad(peer, f"truncated request on {route.protocol}: {exc}")
+        await abort(stream)
+    except Exception as exc:  # the requester went away (reset, EOF, closed connection)
+        log.debug("request on %s from %s failed: %r", route.protocol, peer, exc)
+        await abort(stream)
+
+
+async def _serve(stream: INetStream, route: Route, peer: str,
+                 report_bad: Callable[[str, str], None]) -> None:
+    (length,) = REQUEST_HEADER.unpack(await read_exactly(stream, REQUEST_HEADER.size))
+    if length > route.max_request:
+        report_bad(peer, f"request of {length} B on {route.protocol} is over its "
+                         f"max_request of {route.max_request} B")
+        await abort(stream)
+        return
+    request = await read_exactly(stream, length)
+    status, body = await _run_handler(route, peer, request)
+    await stream.write(RESPONSE_HEADER.pack(status, len(body)))
+    if body:
+        await stream.write(body)
+    await close(stream)
+
+
+async def _run_handler(route: Route, peer: str, request: bytes) -> tuple[int, bytes]:
+    try:
+        response = await route.handler(peer, request)
+    except RequestRejected as exc:
+        return STATUS_REJECTED, exc.reason.encode()[:MAX_REASON_BYTES]
+    except Exception:
+        log.exception("handler for %s failed on a request from %s", route.protocol, peer)
+        return STATUS_FAILED, b"handler failed"
+    if not isinstance(response, bytes | bytearray | memoryview):
+        log.error("handler for %s returned %s, not bytes", route.protocol,
+                  type(response).__name__)
+        return STATUS_FAILED, b"handler returned no bytes"
+    if len(response) > MAX_FRAME_BYTES:
+        log.error("handler for %s returned %d B, over MAX_FRAME_BYTES", route.protocol,
+                  len(response))
+        return STATUS_FAILED, b"response too large"
+    return STATUS_OK, bytes(response)
+
+
+async def request(host: IHost, peer: ID, protocol: str, payload: bytes, timeout_s: float,
+                  max_response: int) -> bytes:
+    """Send one request and return the response body; typed errors only."""
+    if len(payload) > MAX_FRAME_BYTES:
+        raise RequestTooLarge(f"request of {len(payload)} B is over MAX_FRAME_BYTES "
+                              f"({MAX_FRAME_BYTES} B)")
+    with trio.move_on_after(timeout_s):
+        stream = await _open(host, peer, protocol)
+        try:
+            return await _exchange(stream, protocol, payload, max_response)
+        except BaseException:
+            await abort(stream)
+            raise
+    raise RequestTimeout(f"request on {protocol} to {peer} took over {timeout_s:g} s")
+
+
+async def _open(host: IHost, peer: ID, protocol: str) -> INetStream:
+    try:
+        return await host.new_stream(peer, [TProtocol(protocol)])
+    except SwarmException as exc:
+        raise PeerUnavailable(f"cannot reach peer {peer}: {exc}") from None
+    except Exception as exc:
+        if isinstance(exc.__cause__, MultiselectClientError):
+            raise ProtocolError(f"peer {peer} does not speak {protocol}") from None
+        raise PeerUnavailable(f"cannot open a stream to peer {peer}: {exc!r}") from None
+
+
+async def _exchange(stream: INetStream, protocol: str, payload: bytes,
+                    max_response: int) -> bytes:
+    try:
+        await stream.write(REQUEST_HEADER.pack(len(payload)))
+        if payload:
+            await stream.write(payload)
+        await stream.close_write()
+        status, length = RESPONSE_HEADER.unpack(
+            await read_exactly(stream, RESPONSE_HEADER.size))
+        if length > min(max_response, MAX_FRAME_BYTES):
+            raise ResponseTooLarge(f"peer announced a {length} B response on {protocol}; "
+                                   f"max_response is {max_response} B")
+        body = await read_exactly(stream, length)
+    except (ResponseTooLarge, ProtocolError):
+        raise
+    except Exception as exc:
+        raise ProtocolError(f"stream on {protocol} failed: {exc!r} (the peer may have "
+                            "refused an oversized request)") from None
+    await close(stream)
+    if status == STATUS_OK:
+        return body
+    if status in (STATUS_REJECTED, STATUS_FAILED):
+        kind = "rejected" if status == STATUS_REJECTED else "failed on"
+        raise RemoteError(f"peer {kind} the request on {protocol}: "
+                          f"{body.decode(errors='replace')}")
+    raise ProtocolError(f"unknown response status {status} on {protocol}")

@@ -1,0 +1,344 @@
+"""The consensus host: feeds the BFT engine and executes its effects.
+
+One consumer task takes engine inputs from a channel in order: each is written to the WAL,
+then stepped through the engine, then its effects are executed (sign through the persisted
+guard, log, publish, feed back; schedule timeouts; commit decided blocks in one atomic store
+batch; collect evidence). Network handlers only authenticate and validate messages and put
+them on the channel. See docs/node.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+from consensus.address import address_from_pubkey
+from consensus.bft.engine import EngineState, TimeoutConfig, step
+from consensus.bft.messages import (
+    CastVote,
+    Decide,
+    Effect,
+    EquivocationDetected,
+    Event,
+    Proposal,
+    ProposalReceived,
+    ProposeBlock,
+    ScheduleTimeout,
+    StartHeight,
+    Step,
+    TimeoutElapsed,
+    TimeoutKind,
+    VoteReceived,
+)
+from consensus.bft.validators import ValidatorSet
+from consensus.block import Block
+from consensus.builder import build_block, select_txs
+from consensus.crypto import PrivateKey
+from consensus.errors import InvalidBlock
+from consensus.evidence import DuplicateVoteEvidence
+from consensus.sigcache import SigCache
+from consensus.state import State
+from consensus.transition import apply_block
+from consensus.vote import Commit, Vote, verify_commit
+from node.chain.signer import FileSigner
+from node.chain.sigverify import ParallelVerifier
+from node.errors import NodeError
+from node.runtime import events as ev
+from node.runtime.mempool import Mempool
+from node.runtime.wal import Wal, replay
+from node.runtime.wire import encode_proposal, encode_vote, topics
+from node.store.blockstore import BlockStore
+
+log = logging.getLogger("jevons.consensus")
+MAX_EVIDENCE_PER_BLOCK = 10
+
+
+class Network(Protocol):
+    async def publish(self, topic: str, data: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncedBlock:
+    """A block fetched by catch-up sync and the commit said to certify it; the host checks
+    the commit against its own validator set before applying it."""
+
+    block: Block
+    commit: Commit
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ConsensusHost:
+    def __init__(self, store: BlockStore, net: Network, key: PrivateKey,
+                 signer: FileSigner | None, wal_path, timeouts: TimeoutConfig) -> None:
+        self.store, self.net, self.key, self.signer = store, net, key, signer
+        self.address = address_from_pubkey(key.public)
+        self.state: State = store.load_state()
+        self.params = self.state.params
+        self.chain_id = self.state.chain_id
+        self.consensus_topic, self.tx_topic = topics(self.chain_id)
+        self.cache = SigCache()
+        self.verifier = ParallelVerifier(self.cache)
+        self.mempool = Mempool(self.params, self.chain_id, self.cache)
+        self.engine = EngineState(self.address if signer else None, timeouts)
+        self.candidates: dict[bytes, tuple[Block, State | None]] = {}
+        self.evidence: dict[bytes, bytes] = {}
+        tip = store.tip()
+        self.last_commit = (store.get_seen_commit(tip[0]) if tip and tip[0] > 0
+                            else Commit.empty())
+        self.wal_path = wal_path
+        self.wal: Wal | None = None
+        self.inbox_send, self.inbox = trio.open_memory_channel[Event | SyncedBlock](10_000)
+        self.own_latest: list[bytes] = []  # our latest proposal/votes, re-gossiped
+        self.progress = trio.Event()
+        self.committed_txs = 0
+        self.nursery: trio.Nursery | None = None
+        self._replaying = False
+        self._own_on_record: set[tuple[int, int, int]] = set()
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def height(self) -> int:
+        return self.state.height
+
+    def validator_set(self) -> ValidatorSet:
+        return ValidatorSet(self.state.validators)
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            await self._recover()
+            task_status.started()
+            async for event in self.inbox:
+                if isinstance(event, SyncedBlock):
+                    await self._adopt(event)
+                else:
+                    await self.handle(event)
+
+    async def submit(self, event: Event | SyncedBlock) -> None:
+        await self.inbox_send.send(event)
+
+    def close(self) -> None:
+        self.verifier.close()
+        if self.wal:
+            self.wal.close()
+
+    async def _recover(self) -> None:
+        """Replay this height's WAL into a fresh engine; then schedule the current step's
+        timeout so a node that crashed while waiting wakes up."""
+        records = [ev.decode_record(raw) for raw in replay(self.wal_path)]
+        self.wal = Wal(self.wal_path)
+        start = self.height + 1
+        if not records or records[0] != ev.StartRecord(start):
+            self.wal.rotate(ev.encode_record(ev.StartRecord(start)))
+            records = []
+        else:
+            records = records[1:]
+        own = {(r.vote.type, r.vote.height, r.vote.round) for r in records
+               if isinstance(r, ev.VoteRecord) and r.vote.validator == self.address}
+        own |= {(0, r.proposal.height, r.proposal.round) for r in records
+                if isinstance(r, ev.ProposalRecord) and r.proposal.proposer == self.address}
+        self._own_on_record = own
+        self._replaying = True
+        await self.handle(StartHeight(start, self.validator_set()), log_it=False)
+        for record in records:
+            await self.handle(self._event_of(record), log_it=False)
+        self._replaying = False
+        self._own_on_record = set()
+        e = self.engine
+        kind = {Step.PROPOSE: TimeoutKind.PROPOSE, Step.PREVOTE: TimeoutKind.PREVOTE,
+                Step.PRECOMMIT: TimeoutKind.PRECOMMIT}.get(e.step)
+        if kind is not None:
+            self._schedule(ScheduleTimeout(kind, e.height, e.round,
+                                           e.timeouts.delay(kind, e.round)))
+        if records:
+            log.info("replayed %d WAL records at height %d round %d", len(records), e.height,
+                     e.round)
+
+    def _event_of(self, record: ev.Record) -> Event:
+        if isinstance(record, ev.ProposalRecord):
+            if record.valid and record.block:
+                self._validate_block(record.block, record.proposal.block_hash)
+            return ProposalReceived(record.proposal, record.valid)
+        if isinstance(record, ev.VoteRecord):
+            return VoteReceived(record.vote)
+        if isinstance(record, ev.TimeoutRecord):
+            return TimeoutElapsed(record.kind, record.height, record.round)
+        raise ValueError(f"unexpected WAL record {record}")
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def handle(self, event: Event, log_it: bool = True) -> None:
+        if log_it and self.wal is not None:
+            self.wal.append(ev.encode_record(self._record_of(event)))
+        self.engine, effects = step(self.engine, event)
+        for effect in effects:
+            await self._execute(effect)
+
+    def _record_of(self, event: Event) -> ev.Record:
+        if isinstance(event, ProposalReceived):
+            block = self.candidates.get(event.proposal.block_hash)
+            raw = block[0].encode() if block else b""
+            return ev.ProposalRecord(event.proposal, event.valid, raw)
+        if isinstance(event, VoteReceived):
+            return ev.VoteRecord(event.vote)
+        if isinstance(event, TimeoutElapsed):
+            return ev.TimeoutRecord(event.kind, event.height, event.round)
+        raise TypeError(f"{type(event).__name__} is not logged")
+
+    async def _execute(self, effect: Effect) -> None:
+        if isinstance(effect, ScheduleTimeout):
+            if not self._replaying:
+                self._schedule(effect)
+        elif isinstance(effect, CastVote):
+            if not (self._replaying and (effect.type, effect.height, effect.round)
+                    in self._own_on_record):
+                await self._cast(effect)
+        elif isinstance(effect, ProposeBlock):
+            if not (self._replaying and (0, effect.height, effect.round) in self._own_on_record):
+                await self._propose(effect)
+        elif isinstance(effect, Decide):
+            await self._commit(effect)
+        elif isinstance(effect, EquivocationDetected):
+            evidence = DuplicateVoteEvidence.of(effect.first, effect.second)
+            self.evidence[evidence.hash()] = evidence.encode()
+            log.warning("validator %s equivocated at height %d round %d",
+                        effect.first.validator.hex(), effect.first.height, effect.first.round)
+
+    def _schedule(self, effect: ScheduleTimeout) -> None:
+        assert self.nursery is not None
+
+        async def fire() -> None:
+            await trio.sleep(effect.delay_ms / 1000)
+            await self.submit(TimeoutElapsed(effect.kind, effect.height, effect.round))
+
+        self.nursery.start_soon(fire)
+
+    # --- effects ----------------------------------------------------------------------------
+
+    async def _cast(self, effect: CastVote) -> None:
+        if self.signer is None:
+            return
+        vote = self.signer.sign_vote(Vote(effect.type, effect.height, effect.round,
+                                          effect.block_hash, self.address))
+        raw = encode_vote(vote)
+        self._remember_own(raw, effect.height)
+        await self.handle(VoteReceived(vote))  # logged (fsynced below) and counted
+        if self.wal:
+            self.wal.sync()
+        await self.publish(raw)
+
+    async def publish(self, raw: bytes) -> None:
+        """Gossip a consensus message; a failure is logged, not fatal (re-gossip retries)."""
+        try:
+            await self.net.publish(self.consensus_topic, raw)
+        except NodeError as exc:
+            log.warning("could not gossip a consensus message: %s", exc)
+
+    async def _propose(self, effect: ProposeBlock) -> None:
+        if self.signer is None:
+            return
+        if effect.block_hash is not None and effect.block_hash in self.candidates:
+            block = self.candidates[effect.block_hash][0]
+        else:
+            block = self._build_block()
+        proposal = self.signer.sign_proposal(Proposal(effect.height, effect.round, block.hash(),
+                                                      effect.pol_round, self.address))
+        raw = encode_proposal(proposal, block.encode())
+        self._remember_own(raw, effect.height, reset=True)
+        await self.handle(ProposalReceived(proposal, True))
+        if self.wal:
+            self.wal.sync()
+        await self.publish(raw)
+
+    def _build_block(self) -> Block:
+        pending = self.mempool.reap(self.state, self.params.max_block_txs)
+        self.verifier.verify_raw(pending, self.params.max_tx_bytes)
+        txs, _ = select_txs(self.state, pending, self.params, self.cache)
+        evidence = tuple(list(self.evidence.values())[:MAX_EVIDENCE_PER_BLOCK])
+        block = build_block(self.state, txs, self.address, max(now_ms(), self.state.time_ms + 1),
+                            self.last_commit, evidence)
+        try:
+            after = apply_block(self.state, block, self.params, self.cache)
+        except InvalidBlock as exc:  # e.g. evidence that expired: propose without it
+            log.warning("dropping evidence from own proposal: %s", exc)
+            self.evidence.clear()
+            block = build_block(self.state, txs, self.address, block.header.time_ms,
+                                self.last_commit)
+            after = apply_block(self.state, block, self.params, self.cache)
+        self.candidates[block.hash()] = (block, after)
+        return block
+
+    def _validate_block(self, raw: bytes, block_hash: bytes) -> bool:
+        """valid(v): decodes, has the proposal's hash and applies on our state. Cached."""
+        if block_hash in self.candidates:
+            return self.candidates[block_hash][1] is not None
+        try:
+            block = Block.decode(raw, self.params.max_block_bytes, self.params.max_block_txs)
+        except Exception as exc:  # DecodeError and anything a hostile block triggers
+            log.info("undecodable proposed block: %s", exc)
+            return False
+        if block.hash() != block_hash:
+            return False
+        self.verifier.verify_raw(list(block.txs), self.params.max_tx_bytes)
+        try:
+            after = apply_block(self.state, block, self.params, self.cache)
+        except InvalidBlock as exc:
+            log.info("proposed block %s is invalid: %s", block_hash.hex()[:12], exc)
+            self.candidates[block_hash] = (block, None)
+            return False
+        self.candidates[block_hash] = (block, after)
+        return True
+
+    async def _commit(self, effect: Decide) -> None:
+        block, after = self.candidates[effect.block_hash]
+        if after is None:
+            raise RuntimeError(f"decided block {effect.block_hash.hex()} failed validation "
+                               "here: this node's state diverged from the network; stopping")
+        self.store.commit_block(block, after, seen_commit=effect.commit)
+        self._advance(block, after, effect.commit)
+        await self.handle(StartHeight(after.height + 1, self.validator_set()), log_it=False)
+
+    async def _adopt(self, synced: SyncedBlock) -> None:
+        """Commit a block obtained by sync, if it extends our tip and its commit holds."""
+        block = synced.block
+        if block.height != self.height + 1:
+            return
+        try:
+            verify_commit(synced.commit, self.chain_id, block.height, block.hash(),
+                          self.state.validator_map(self.state.validators))
+            after = apply_block(self.state, block, self.params, self.cache)
+        except InvalidBlock as exc:
+            log.warning("refusing synced block %d: %s", block.height, exc)
+            return
+        self.store.commit_block(block, after, seen_commit=synced.commit)
+        self._advance(block, after, synced.commit)
+        await self.handle(StartHeight(after.height + 1, self.validator_set()), log_it=False)
+
+    def _advance(self, block: Block, after: State, commit: Commit) -> None:
+        """Move onto a committed block (decided here or synced)."""
+        self.state, self.last_commit = after, commit
+        self.mempool.update(after, list(block.txs))
+        self.committed_txs += len(block.txs)
+        for raw in block.evidence:
+            self.evidence.pop(DuplicateVoteEvidence.decode(raw).hash(), None)
+        self.candidates.clear()
+        self.own_latest = []
+        if self.wal:
+            self.wal.rotate(ev.encode_record(ev.StartRecord(after.height + 1)))
+        self.progress.set()
+        self.progress = trio.Event()
+        log.info("committed block %d %s txs=%d", after.height, block.hash().hex()[:16],
+                 len(block.txs))
+
+    def _remember_own(self, raw: bytes, height: int, reset: bool = False) -> None:
+        if reset:
+            self.own_latest = []
+        self.own_latest = [*self.own_latest[-5:], raw]

@@ -1,0 +1,226 @@
+"""Network-facing services of a node: consensus and tx gossip, block/status/sync streams,
+catch-up sync and re-gossip. They authenticate and validate; the ConsensusHost decides.
+
+Every handler treats its input as hostile: decoding is strict and bounded, a peer that sends
+undecodable or unauthenticated data is reported (and disconnected by the p2p layer past a
+threshold), and nothing raises into the network layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import trio
+
+from consensus.bft.messages import ProposalReceived, VoteReceived
+from consensus.block import Block
+from consensus.crypto import verify_signature
+from consensus.errors import DecodeError
+from consensus.vote import Vote
+from node.errors import NodeError
+from node.runtime import wire
+from node.runtime.host import ConsensusHost, SyncedBlock
+from node.runtime.mempool import MempoolReject
+
+log = logging.getLogger("jevons.net")
+REQUEST_TIMEOUT_S = 10.0
+SYNC_INTERVAL_S = 1.0
+REGOSSIP_INTERVAL_S = 1.0
+MAX_SYNC_RESPONSE_BYTES = 32 * 1024 * 1024
+
+
+class Network(Protocol):
+    async def publish(self, topic: str, data: bytes) -> None: ...
+    def subscribe(self, topic: str, validate: Callable[[str, bytes], bool],
+                  deliver: Callable[[str, bytes], Awaitable[None]]) -> None: ...
+    def set_handler(self, protocol: str, handler: Callable[[str, bytes], Awaitable[bytes]],
+                    max_request: int) -> None: ...
+    async def request(self, peer_id: str, protocol: str, payload: bytes, timeout: float,
+                      max_response: int) -> bytes: ...
+    def peers(self) -> list[str]: ...
+    def report_bad(self, peer_id: str, reason: str) -> None: ...
+
+
+class NodeServices:
+    def __init__(self, host: ConsensusHost, net: Network) -> None:
+        self.host, self.net = host, net
+        self.status_proto, self.blocks_proto, self.block_proto = wire.protocols(host.chain_id)
+        self.behind = trio.Event()
+        self.txs_received = 0
+        self.txs_rejected = 0
+
+    def install(self) -> None:
+        h = self.host
+        self.net.subscribe(h.consensus_topic, self._check_consensus, self.on_consensus)
+        self.net.subscribe(h.tx_topic, self._check_txs, self.on_txs)
+        self.net.set_handler(self.status_proto, self.serve_status, 64)
+        self.net.set_handler(self.blocks_proto, self.serve_blocks, 64)
+        self.net.set_handler(self.block_proto, self.serve_block, 64)
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.sync_loop)
+            nursery.start_soon(self.regossip_loop)
+
+    # --- gossip in ------------------------------------------------------------------------
+
+    def _check_consensus(self, peer: str, raw: bytes) -> bool:
+        try:
+            wire.decode_consensus(raw)
+        except DecodeError:
+            self.net.report_bad(peer, "undecodable consensus message")
+            return False
+        return True
+
+    def _check_txs(self, peer: str, raw: bytes) -> bool:
+        try:
+            wire.decode_tx_batch(raw, self.host.params.max_tx_bytes)
+        except DecodeError:
+            self.net.report_bad(peer, "undecodable tx batch")
+            return False
+        return True
+
+    async def on_consensus(self, peer: str, raw: bytes) -> None:
+        msg = wire.decode_consensus(raw)
+        if isinstance(msg, Vote):
+            await self._on_vote(peer, msg)
+        else:
+            await self._on_proposal(peer, msg)
+
+    async def _on_vote(self, peer: str, vote: Vote) -> None:
+        h = self.host
+        if vote.height > h.height + 1:
+            self.behind.set()
+            return
+        if vote.height != h.height + 1:
+            return
+        entry = h.validator_set().by_address.get(vote.validator)
+        if entry is None:
+            return
+        if not vote.verify(h.chain_id, entry.pubkey):
+            self.net.report_bad(peer, "vote with a bad signature")
+            return
+        await h.submit(VoteReceived(vote))
+
+    async def _on_proposal(self, peer: str, msg: wire.ProposalMessage) -> None:
+        h, p = self.host, msg.proposal
+        if p.height > h.height + 1:
+            self.behind.set()
+            return
+        if p.height != h.height + 1:
+            return
+        vs = h.validator_set()
+        if p.proposer != vs.proposer(p.height, p.round):
+            return
+        if not verify_signature(vs.by_address[p.proposer].pubkey, p.signature,
+                                p.sign_message(h.chain_id)):
+            self.net.report_bad(peer, "proposal with a bad signature")
+            return
+        block = msg.block or await self._fetch_block(peer, p.block_hash)
+        if block is None or p.height != h.height + 1:
+            return
+        valid = h._validate_block(block, p.block_hash)
+        await h.submit(ProposalReceived(p, valid))
+
+    async def _fetch_block(self, peer: str, block_hash: bytes) -> bytes | None:
+        try:
+            raw = await self.net.request(peer, self.block_proto, wire.encode([block_hash]),
+                                         REQUEST_TIMEOUT_S, self.host.params.max_block_bytes + 64)
+            items = wire.decode(raw, self.host.params.max_block_bytes + 64)
+            return items[0] if items and isinstance(items[0], bytes) else None
+        except Exception as exc:  # any transport error: the block may come again
+            log.info("could not fetch block %s from %s: %s", block_hash.hex()[:12], peer, exc)
+            return None
+
+    async def on_txs(self, peer: str, raw: bytes) -> None:
+        h = self.host
+        txs = wire.decode_tx_batch(raw, h.params.max_tx_bytes)
+        h.verifier.verify_raw(txs, h.params.max_tx_bytes)
+        for tx in txs:
+            self.txs_received += 1
+            try:
+                h.mempool.add(tx, h.state)
+            except MempoolReject:
+                self.txs_rejected += 1
+
+    async def broadcast_txs(self, txs: list[bytes]) -> None:
+        for start in range(0, len(txs), wire.MAX_TX_BATCH):
+            await self.net.publish(self.host.tx_topic,
+                                   wire.encode_tx_batch(txs[start:start + wire.MAX_TX_BATCH]))
+
+    # --- streams served -------------------------------------------------------------------
+
+    async def serve_status(self, peer: str, request: bytes) -> bytes:
+        return wire.encode_status(self.host.height, self.host.state.last_block_hash)
+
+    async def serve_blocks(self, peer: str, request: bytes) -> bytes:
+        start, count = wire.decode_blocks_request(request)
+        store, items, size = self.host.store, [], 0
+        for height in range(start, min(start + count, self.host.height + 1)):
+            raw, commit = store.get_block(height), store.get_seen_commit(height)
+            if raw is None or commit is None or size + len(raw) > MAX_SYNC_RESPONSE_BYTES:
+                break
+            items.append((raw, commit))
+            size += len(raw)
+        return wire.encode_blocks(items)
+
+    async def serve_block(self, peer: str, request: bytes) -> bytes:
+        items = wire.decode(request, 64)
+        block_hash = items[0] if items and isinstance(items[0], bytes) else b""
+        candidate = self.host.candidates.get(block_hash)
+        raw = candidate[0].encode() if candidate else self.host.store.get_block_by_hash(block_hash)
+        return wire.encode([raw] if raw else [])
+
+    # --- background -----------------------------------------------------------------------
+
+    async def sync_loop(self) -> None:
+        """Ask peers for their height; fetch, check and hand over the blocks we lack."""
+        while True:
+            with trio.move_on_after(SYNC_INTERVAL_S):
+                await self.behind.wait()
+            self.behind = trio.Event()
+            for peer in self.net.peers():
+                try:
+                    await self._sync_from(peer)
+                except Exception as exc:  # a bad or gone peer: try the next one
+                    log.info("sync from %s failed: %s", peer, exc)
+
+    async def _sync_from(self, peer: str) -> None:
+        h = self.host
+        raw = await self.net.request(peer, self.status_proto, b"\x90", REQUEST_TIMEOUT_S, 256)
+        height, _ = wire.decode_status(raw)
+        while height > h.height:
+            request = wire.encode_blocks_request(h.height + 1, wire.MAX_SYNC_BLOCKS)
+            raw = await self.net.request(peer, self.blocks_proto, request, REQUEST_TIMEOUT_S,
+                                         MAX_SYNC_RESPONSE_BYTES)
+            items = wire.decode_blocks(raw, h.params.max_block_bytes)
+            if not items:
+                return
+            for block_raw, commit in items:
+                block = Block.decode(block_raw, h.params.max_block_bytes,
+                                     h.params.max_block_txs)
+                await h.submit(SyncedBlock(block, commit))  # checked and applied in order
+            target = h.height + len(items)
+            with trio.move_on_after(REQUEST_TIMEOUT_S):
+                while h.height < target:
+                    await h.progress.wait()
+            if h.height < target:
+                return  # the host refused a block (bad commit or invalid): try another peer
+
+    async def regossip_loop(self) -> None:
+        """Gossip is lossy: while a height makes no progress, re-send our latest proposal and
+        votes, and some pending transactions."""
+        while True:
+            height = self.host.height
+            await trio.sleep(REGOSSIP_INTERVAL_S)
+            if self.host.height != height:
+                continue
+            for raw in list(self.host.own_latest):
+                await self.host.publish(raw)
+            pending = self.host.mempool.pending(wire.MAX_TX_BATCH)
+            if pending:
+                with contextlib.suppress(NodeError):
+                    await self.net.publish(self.host.tx_topic, wire.encode_tx_batch(pending))

@@ -1,0 +1,117 @@
+"""What nodes send each other: gossip payloads and request/response bodies.
+
+Gossip (canonical msgpack arrays; every field is decoded strictly and bounded):
+    consensus topic:  [1, proposal_bytes, block_bytes | b""]     a proposal (block inline
+                                                                   when it fits in gossip)
+                      [2, vote_bytes]                              a vote
+    txs topic:        [tx_bytes, …]                                a batch of transactions
+Streams:
+    status:  request [] -> [height, tip_hash]
+    blocks:  request [from_height, max_count] -> [[block_bytes, commit_fields], …]
+    block:   request [block_hash] -> [block_bytes] (or [] when unknown)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from consensus.bft.messages import Proposal
+from consensus.codec import (
+    decode,
+    encode,
+    expect_array,
+    expect_bytes,
+    expect_int,
+    expect_list,
+)
+from consensus.errors import DecodeError
+from consensus.hashing import HASH_LEN
+from consensus.vote import Commit, Vote
+
+KIND_PROPOSAL = 1
+KIND_VOTE = 2
+MAX_GOSSIP_BYTES = 1_000_000
+INLINE_BLOCK_LIMIT = 900_000
+MAX_TX_BATCH = 2_000
+MAX_SYNC_BLOCKS = 64
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
+def topics(chain_id: str) -> tuple[str, str]:
+    return f"/jevons/{chain_id}/consensus/1", f"/jevons/{chain_id}/txs/1"
+
+
+def protocols(chain_id: str) -> tuple[str, str, str]:
+    return (f"/jevons/{chain_id}/status/1", f"/jevons/{chain_id}/blocks/1",
+            f"/jevons/{chain_id}/block/1")
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalMessage:
+    proposal: Proposal
+    block: bytes  # b"" when the block must be fetched from the sender
+
+
+def encode_proposal(proposal: Proposal, block: bytes) -> bytes:
+    inline = block if len(block) <= INLINE_BLOCK_LIMIT else b""
+    return encode([KIND_PROPOSAL, proposal.encode(), inline])
+
+
+def encode_vote(vote: Vote) -> bytes:
+    return encode([KIND_VOTE, vote.encode()])
+
+
+def decode_consensus(raw: bytes) -> ProposalMessage | Vote:
+    items = decode(raw, MAX_GOSSIP_BYTES)
+    if not items:
+        raise DecodeError("consensus message: empty array")
+    kind = expect_int(items[0], "consensus message kind")
+    if kind == KIND_PROPOSAL:
+        _, proposal, block = expect_list(items, 3, "proposal message")
+        return ProposalMessage(Proposal.decode(expect_bytes(proposal, "proposal", max_len=512)),
+                               expect_bytes(block, "block", max_len=MAX_GOSSIP_BYTES))
+    if kind == KIND_VOTE:
+        _, vote = expect_list(items, 2, "vote message")
+        return Vote.decode(expect_bytes(vote, "vote", max_len=512))
+    raise DecodeError(f"consensus message: unknown kind {kind}")
+
+
+def encode_tx_batch(txs: list[bytes]) -> bytes:
+    return encode(list(txs))
+
+
+def decode_tx_batch(raw: bytes, max_tx_bytes: int) -> list[bytes]:
+    txs = expect_array(decode(raw, MAX_GOSSIP_BYTES), "tx batch", MAX_TX_BATCH)
+    return [expect_bytes(t, "tx", max_len=max_tx_bytes) for t in txs]
+
+
+def encode_status(height: int, tip: bytes) -> bytes:
+    return encode([height, tip])
+
+
+def decode_status(raw: bytes) -> tuple[int, bytes]:
+    height, tip = expect_list(decode(raw, 256), 2, "status")
+    return expect_int(height, "status.height"), expect_bytes(tip, "status.tip", HASH_LEN)
+
+
+def encode_blocks_request(from_height: int, count: int) -> bytes:
+    return encode([from_height, count])
+
+
+def decode_blocks_request(raw: bytes) -> tuple[int, int]:
+    start, count = expect_list(decode(raw, 64), 2, "blocks request")
+    return expect_int(start, "from_height", 1), expect_int(count, "count", 1, MAX_SYNC_BLOCKS)
+
+
+def encode_blocks(items: list[tuple[bytes, Commit]]) -> bytes:
+    return encode([[block, commit.to_fields()] for block, commit in items])
+
+
+def decode_blocks(raw: bytes, max_block_bytes: int) -> list[tuple[bytes, Commit]]:
+    out = []
+    for i, item in enumerate(expect_array(decode(raw, MAX_RESPONSE_BYTES), "blocks",
+                                          MAX_SYNC_BLOCKS)):
+        block, commit = expect_list(item, 2, f"blocks[{i}]")
+        out.append((expect_bytes(block, "block", max_len=max_block_bytes),
+                    Commit.from_fields(commit)))
+    return out

@@ -1,0 +1,299 @@
+"""node/p2p over real libp2p on 127.0.0.1: gossip, validators, request/response, bans,
+backpressure and redialing a killed peer. Several nodes share one `trio.run` for the cheap
+checks; the burst and kill -9 checks use child processes (tests/functional/p2p_node.py).
+Every wait is on a condition with a deadline."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from node.keys import peer_id_from_seed
+from node.p2p import (
+    MAX_GOSSIP_BYTES,
+    GossipTooLarge,
+    P2PNode,
+    PeerPolicy,
+    PeerUnavailable,
+    ProtocolError,
+    RemoteError,
+    RequestRejected,
+    RequestTimeout,
+    ResponseTooLarge,
+)
+from tests.functional.p2p_node import ECHO, TOPIC, Inbox, lines
+
+pytestmark = pytest.mark.functional
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MiB = 1 << 20
+STEP_TIMEOUT = 15.0  # any single wait; a healthy run takes well under a second per step
+BURST = 2000
+
+
+def seed(n: int) -> bytes:
+    return bytes([n]) * 32
+
+
+def run(scenario: Callable[[], Awaitable[None]], budget: float = 60.0) -> None:
+    async def bounded() -> None:
+        with trio.fail_after(budget):
+            await scenario()
+
+    trio.run(bounded)
+
+
+async def echo(peer: str, request: bytes) -> bytes:
+    return request
+
+
+@asynccontextmanager
+async def started(*nodes: P2PNode) -> AsyncIterator[None]:
+    async with AsyncExitStack() as stack:
+        for node in nodes:
+            await stack.enter_async_context(node.running())
+        yield
+
+
+def test_three_nodes_gossip_through_the_hub_whose_validator_gates_it() -> None:
+    """B and C know only the hub A. A's validator drops BAD messages (C never sees them)
+    and survives raising on BOOM ones (pubsub keeps working)."""
+
+    def hub_check(peer: str, data: bytes) -> bool:
+        if data.startswith(b"BOOM"):
+            raise ValueError("a validator bug")
+        return not data.startswith(b"BAD")
+
+    async def scenario() -> None:
+        hub, inbox = P2PNode(seed(1)), {name: Inbox() for name in "ABC"}
+        hub.subscribe(TOPIC, hub_check, inbox["A"].deliver)
+        async with hub.running():
+            assert hub.peer_id == peer_id_from_seed(seed(1))
+            assert all(a.endswith(f"/p2p/{hub.peer_id}") for a in hub.listen_addrs())
+            b = P2PNode(seed(2), bootstrap=hub.listen_addrs())
+            c = P2PNode(seed(3), bootstrap=hub.listen_addrs())
+            b.subscribe(TOPIC, lambda p, d: True, inbox["B"].deliver)
+            c.subscribe(TOPIC, lambda p, d: True, inbox["C"].deliver)
+            async with started(b, c):
+                await hub.wait_for_topic_peers(TOPIC, 2, STEP_TIMEOUT)
+                await b.wait_for_topic_peers(TOPIC, 1, STEP_TIMEOUT)
+                await c.wait_for_topic_peers(TOPIC, 1, STEP_TIMEOUT)
+                for data in (b"hello", b"BAD-1", b"BOOM-1", b"after"):
+                    await b.publish(TOPIC, data)
+                await hub.publish(TOPIC, b"from-hub")
+                assert await inbox["C"].wait_until(
+                    lambda: {b"after", b"from-hub"} <= set(inbox["C"].payloads()),
+                    STEP_TIMEOUT)
+                assert await inbox["B"].wait_until(
+                    lambda: b"from-hub" in inbox["B"].payloads(), STEP_TIMEOUT)
+                assert sorted(inbox["C"].payloads()) == [b"after", b"from-hub", b"hello"]
+                assert sorted(inbox["A"].payloads()) == [b"after", b"hello"]
+                assert (b.peer_id, b"hello") in inbox["C"].messages  # origin, not forwarder
+                counters = hub.counters(TOPIC)
+                assert (counters.rejected, counters.validator_errors) == (1, 1)
+                with pytest.raises(GossipTooLarge):
+                    await b.publish(TOPIC, bytes(MAX_GOSSIP_BYTES + 1))
+
+    run(scenario)
+
+
+def test_requests_round_trip_and_fail_with_typed_errors() -> None:
+    async def refuse(peer: str, request: bytes) -> bytes:
+        raise RequestRejected("no such block")
+
+    async def stall(peer: str, request: bytes) -> bytes:
+        await trio.sleep_forever()
+        return b""
+
+    async def scenario() -> None:
+        server, client = P2PNode(seed(4)), P2PNode(seed(5))
+        server.set_handler("/t/echo/1", echo, max_request=16 * MiB)
+        server.set_handler("/t/refuse/1", refuse, max_request=1024)
+        server.set_handler("/t/stall/1", stall, max_request=1024)
+        async with started(server, client):
+            await client.connect(server.listen_addrs()[0])
+            for size in (1024, 8 * MiB):
+                payload = os.urandom(size)
+                got = await client.request(server.peer_id, "/t/echo/1", payload, 20.0, 16 * MiB)
+                assert got == payload
+            with pytest.raises(RemoteError, match="no such block"):
+                await client.request(server.peer_id, "/t/refuse/1", b"x", 5.0, 1024)
+            with pytest.raises(RequestTimeout):
+                await client.request(server.peer_id, "/t/stall/1", b"x", 0.3, 1024)
+            with pytest.raises(ResponseTooLarge):
+                await client.request(server.peer_id, "/t/echo/1", bytes(2048), 5.0, 1024)
+            with pytest.raises(ProtocolError, match="does not speak"):
+                await client.request(server.peer_id, "/t/unknown/1", b"x", 5.0, 1024)
+            with pytest.raises(PeerUnavailable):
+                await client.request(peer_id_from_seed(seed(99)), "/t/echo/1", b"x", 2.0, 64)
+            assert server.score(client.peer_id) == 0  # none of that was misbehaviour
+
+    run(scenario)
+
+
+def test_bad_requests_get_the_peer_reported_then_banned() -> None:
+    """A truncated request and an oversized one (refused unread): 60 + 60 (less decay) reaches
+    the ban threshold of 100; the server drops the connection and refuses the peer."""
+
+    async def scenario() -> None:
+        server, client = P2PNode(seed(6)), P2PNode(seed(7))
+        server.set_handler("/t/echo/1", echo, max_request=MiB)
+        async with started(server, client):
+            await client.connect(server.listen_addrs()[0])
+            await send_truncated_request(client, server.peer_id, "/t/echo/1")
+            with trio.fail_after(STEP_TIMEOUT):
+                while server.score(client.peer_id) < 40:
+                    await trio.sleep(0.01)
+            assert not server.is_banned(client.peer_id)
+            with pytest.raises(ProtocolError):
+                await client.request(server.peer_id, "/t/echo/1", bytes(2 * MiB), 5.0, MiB)
+            assert server.is_banned(client.peer_id)
+            await client_disconnected(server, client)
+            with pytest.raises(PeerUnavailable, match="banned"):
+                await server.request(client.peer_id, "/t/echo/1", b"x", 2.0, 64)
+            with pytest.raises((PeerUnavailable, ProtocolError)):
+                await client.request(server.peer_id, "/t/echo/1", b"x", 2.0, 64)
+
+    run(scenario)
+
+
+async def send_truncated_request(client: P2PNode, server: str, protocol: str) -> None:
+    """Announce 100 bytes, send 10, half-close: a malformed frame."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.id import ID
+
+    host = client._require().host  # a misbehaving peer needs the raw stream
+    stream = await host.new_stream(ID.from_base58(server), [TProtocol(protocol)])
+    await stream.write(struct.pack(">I", 100) + bytes(10))
+    await stream.close_write()
+    with trio.move_on_after(STEP_TIMEOUT):
+        try:
+            await stream.read(1)
+        except Exception:
+            return
+
+
+async def client_disconnected(server: P2PNode, client: P2PNode) -> None:
+    with trio.fail_after(STEP_TIMEOUT):
+        while client.peer_id in server.peers():
+            await trio.sleep(0.01)
+
+
+# ---- child processes ---------------------------------------------------------------
+
+
+class Child:
+    """A p2p_node process; JSON commands on stdin, one JSON line back per command."""
+
+    def __init__(self, proc: trio.Process) -> None:
+        self.proc = proc
+        assert proc.stdout is not None
+        self._lines = lines(proc.stdout).__aiter__()
+        self.ready: dict[str, Any] = {}
+
+    async def next(self, timeout: float = STEP_TIMEOUT) -> dict[str, Any]:
+        with trio.fail_after(timeout):
+            return await self._lines.__anext__()
+
+    async def call(self, deadline: float = STEP_TIMEOUT + 5, **cmd: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        await self.proc.stdin.send_all(json.dumps(cmd).encode() + b"\n")
+        return await self.next(deadline)
+
+
+@asynccontextmanager
+async def child(log: Path, node_seed: bytes, listen: str = "/ip4/127.0.0.1/tcp/0",
+                bootstrap: tuple[str, ...] = ()) -> AsyncIterator[Child]:
+    args = [sys.executable, "-m", "tests.functional.p2p_node", "--seed", node_seed.hex(),
+            "--listen", listen]
+    if bootstrap:
+        args += ["--bootstrap", *bootstrap]
+    with log.open("ab") as stderr:
+        proc = await trio.lowlevel.open_process(args, cwd=REPO_ROOT, stdin=subprocess.PIPE,
+                                                stdout=subprocess.PIPE, stderr=stderr)
+    kid = Child(proc)
+    try:
+        kid.ready = await kid.next(timeout=30.0)
+        assert kid.ready["event"] == "ready", kid.ready
+        yield kid
+    finally:
+        with trio.CancelScope(shield=True):
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_burst_from_another_process_is_delivered_completely(tmp_path: Path) -> None:
+    """2,000 small messages published in a tight loop reach the peer, all of them
+    (publish waits for room in the 32-slot outbound queue instead of dropping)."""
+
+    async def scenario() -> None:
+        inbox = Inbox()
+        receiver = P2PNode(seed(8))
+        receiver.subscribe(TOPIC, lambda p, d: True, inbox.deliver)
+        async with receiver.running(), child(tmp_path / "publisher.log", seed(9),
+                         bootstrap=tuple(receiver.listen_addrs())) as publisher:
+            reply = await publisher.call(cmd="wait_topic_peers", count=1,
+                                         timeout=STEP_TIMEOUT)
+            assert reply["ok"], reply
+            await publisher.call(cmd="publish", count=BURST, size=100, deadline=40.0)
+            assert await inbox.wait_until(lambda: len(inbox.times) >= BURST, 20.0), \
+                    f"{len(inbox.times)} of {BURST} delivered"
+            indices = sorted(int.from_bytes(d[:4], "big") for d in inbox.payloads())
+            assert indices == list(range(BURST))
+            assert receiver.counters(TOPIC).dropped == 0
+
+    run(scenario, budget=90.0)
+
+
+def test_killed_peer_is_redialed_when_it_restarts(tmp_path: Path) -> None:
+    """SIGKILL a bootstrap peer; after it restarts with the same identity and port the
+    survivor reconnects on its own (through the dial negative cache), gossip and requests
+    work again."""
+    port = free_port()
+    listen = f"/ip4/127.0.0.1/tcp/{port}"
+    addr = f"{listen}/p2p/{peer_id_from_seed(seed(10))}"
+
+    async def scenario() -> None:
+        inbox = Inbox()
+        survivor = P2PNode(seed(11), bootstrap=[addr],
+                           policy=PeerPolicy(redial_initial_s=0.1, redial_max_s=0.5))
+        survivor.subscribe(TOPIC, lambda p, d: True, inbox.deliver)
+        async with survivor.running():
+            async with child(tmp_path / "peer.log", seed(10), listen) as peer:
+                await survivor.wait_for_topic_peers(TOPIC, 1, STEP_TIMEOUT)
+                peer.proc.send_signal(signal.SIGKILL)
+                with trio.fail_after(STEP_TIMEOUT):
+                    while survivor.peers():
+                        await trio.sleep(0.02)
+                with pytest.raises((PeerUnavailable, ProtocolError)):
+                    await survivor.request(peer.ready["peer_id"], ECHO, b"x", 2.0, 64)
+            async with child(tmp_path / "peer.log", seed(10), listen) as peer:
+                await survivor.wait_for_topic_peers(TOPIC, 1, STEP_TIMEOUT)
+                got = await survivor.request(peer.ready["peer_id"], ECHO, b"ping", 5.0, 64)
+                assert got == b"ping"
+                await survivor.publish(TOPIC, b"welcome back")
+                reply = await peer.call(cmd="wait_received", count=1, timeout=STEP_TIMEOUT)
+                assert reply["ok"], reply
+                await peer.call(cmd="publish", count=1, size=16)
+                assert await inbox.wait_until(lambda: len(inbox.times) >= 1, STEP_TIMEOUT)
+
+    run(scenario)
