@@ -141,8 +141,10 @@ def node_start(home: Path, blocks: int, txs_per_block: int, log_level: str) -> N
 
     from node.home import open_home
 
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("jevons", "node"):  # our loggers; libraries stay at WARNING
+        logging.getLogger(name).setLevel(log_level.upper())
     opened = open_home(home)
     if opened.genesis.single_validator_dev_chain:
         from node.runner import run_dev_chain

@@ -30,6 +30,8 @@ from node.p2p.settings import (
     MAX_GOSSIP_BYTES,
     GossipParams,
     PeerPolicy,
+    protocol_id,
+    topic_name,
 )
 
 __all__ = [
@@ -54,4 +56,6 @@ __all__ = [
     "TopicCounters",
     "Validator",
     "configure_libp2p_logging",
+    "protocol_id",
+    "topic_name",
 ]

@@ -14,6 +14,7 @@ chooses their settings.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import trio
@@ -38,6 +39,9 @@ from node.p2p.settings import GossipParams
 
 GOSSIP_PROTOCOLS = (PROTOCOL_ID_V11, PROTOCOL_ID)
 AUTO_CONNECT_OFF_S = 24 * 3600.0
+CLOSE_TIMEOUT_S = 5.0
+
+log = logging.getLogger(__name__)
 
 
 def identity_key_pair(seed: bytes) -> KeyPair:
@@ -61,6 +65,30 @@ def build_host(key_pair: KeyPair) -> IHost:
     swarm.retry_config = RetryConfig(max_retries=0)
     swarm.auto_connector.maybe_connect = _no_auto_connect
     return host
+
+
+async def close_host(host: IHost) -> None:
+    """Close every connection (concurrently: each close sleeps 0.2 s inside py-libp2p),
+    then the listeners. Shielded and bounded, so it also runs while being cancelled.
+
+    Leaving it to the host's context manager leaks sockets: the swarm closes connections
+    in a `finally` that runs cancelled, so the first await aborts the loop and the
+    remaining sockets (and listeners) stay open; the peer never sees the connection end.
+    """
+    swarm: Any = host.get_network()
+    with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            for connections in list(swarm.connections.values()):
+                for connection in list(connections):
+                    nursery.start_soon(_close_quietly, connection)
+        await host.close()
+
+
+async def _close_quietly(connection: Any) -> None:
+    try:
+        await connection.close()
+    except Exception as exc:
+        log.debug("closing a connection failed: %r", exc)
 
 
 async def _no_auto_connect() -> None:

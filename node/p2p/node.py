@@ -22,7 +22,7 @@ from node.config import P2PConfig
 from node.p2p import gossip, reqresp
 from node.p2p.errors import GossipTooLarge, NotRunning, P2PError, PeerUnavailable, PublishTimeout
 from node.p2p.gossip import Deliver, OutboundQueues, TopicCounters, Validator
-from node.p2p.host import build_host, build_pubsub, identity_key_pair
+from node.p2p.host import build_host, build_pubsub, close_host, identity_key_pair
 from node.p2p.peers import (
     BAD_FRAME_WEIGHT,
     DEFAULT_WEIGHT,
@@ -107,32 +107,43 @@ class P2PNode:
         pubsub.peer_queues = self._queues
         watch = ConnectionWatch(self._on_connected)
         host.get_network().register_notifee(watch)
-        body_error: Exception | None = None
+        error: Exception | None = None  # raised below, outside libp2p's nested nurseries
         try:
             async with (host.run([self._listen]), background_trio_service(pubsub),
                         background_trio_service(router), trio.open_nursery() as nursery):
-                await pubsub.wait_until_ready()
-                self._run = _Running(host, pubsub, router, nursery)
-                self._watch_topics(pubsub, router, watch)
-                for route in self._routes.values():
-                    self._register(route)
-                for topic in self._topics.values():
-                    await nursery.start(self._run_topic, topic)
-                for info in self._bootstrap:
-                    nursery.start_soon(keep_connected, host, info, watch, self._book,
-                                       self._policy)
                 try:
-                    yield self
-                except Exception as exc:  # re-raised below, outside libp2p's nurseries
-                    body_error = exc
+                    await self._start(_Running(host, pubsub, router, nursery), watch)
+                except P2PError as exc:
+                    error = exc
+                else:
+                    try:
+                        yield self
+                    except Exception as exc:
+                        error = exc
                 finally:
                     self._run = None
                     nursery.cancel_scope.cancel()
+                    await close_host(host)
         finally:
             self._run = None
             pubsub.seen_messages.stop()  # a thread py-libp2p never stops
-        if body_error is not None:
-            raise body_error
+        if error is not None:
+            raise error
+
+    async def _start(self, run: _Running, watch: ConnectionWatch) -> None:
+        if not run.host.get_network().listeners:  # py-libp2p only logs a failed listen
+            raise P2PError(f"cannot listen on {self._listen} (is the port in use? see the "
+                           "libp2p error above)")
+        await run.pubsub.wait_until_ready()
+        self._run = run
+        self._watch_topics(run.pubsub, run.router, watch)
+        for route in self._routes.values():
+            self._register(route)
+        for topic in self._topics.values():
+            await run.nursery.start(self._run_topic, topic)
+        for info in self._bootstrap:
+            run.nursery.start_soon(keep_connected, run.host, info, watch, self._book,
+                                   self._policy)
 
     def _watch_topics(self, pubsub: Pubsub, router: GossipSub, watch: ConnectionWatch) -> None:
         """Wake `wait_for_*` on every connection, subscription and mesh change (py-libp2p
@@ -280,6 +291,7 @@ class P2PNode:
                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         run = self._require()
         me = run.host.get_id()
+        entry.scope = trio.CancelScope()
         with entry.scope:
             run.pubsub.set_topic_validator(
                 entry.name, gossip.safe_validator(entry.name, self._gated(entry.validate), me,

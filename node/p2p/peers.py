@@ -142,8 +142,11 @@ async def keep_connected(host: IHost, info: PeerInfo, watch: ConnectionWatch,
             await trio.sleep(book.ban_left(peer))
             continue
         error = await _dial(host, info, policy.dial_timeout_s)
-        if error is None:
+        if error is None and is_connected(host, info):
             continue
+        # host.connect can return at once without a live connection (a stale peerstore
+        # entry): count it as a failure so this loop always waits, never spins.
+        error = error or "dial returned without a live connection"
         failures += 1
         if failures == 1:
             log.info("bootstrap peer %s unreachable (%s); redialing with backoff", peer,

@@ -83,3 +83,25 @@ def check_peer_addr(addr: str) -> multiaddr.Multiaddr:
         raise ConfigError(f"p2p bootstrap address {addr!r} must look like "
                           "/ip4/HOST/tcp/PORT/p2p/PEER_ID") from exc
     return maddr
+
+
+def topic_name(chain_id: str, kind: str, version: int = 1) -> str:
+    """The gossip topic of one message kind on one chain: /jevons/<chain>/<kind>/<v>.
+    Naming the chain keeps two networks on one machine (or one bootstrap peer) apart."""
+    return _name(chain_id, kind, version)
+
+
+def protocol_id(chain_id: str, name: str, version: int = 1) -> str:
+    """The request/response protocol id: /jevons/<chain>/<name>/<v>. A protocol whose
+    wire format changes gets a new version; nodes serve both while they migrate."""
+    return _name(chain_id, name, version)
+
+
+def _name(chain_id: str, part: str, version: int) -> str:
+    for label, value in (("chain id", chain_id), ("name", part)):
+        if not value or "/" in value or not value.isprintable() or " " in value:
+            raise ConfigError(f"{label} {value!r} must be non-empty, printable, without "
+                              "'/' or spaces")
+    if version < 1:
+        raise ConfigError(f"version must be >= 1, got {version}")
+    return f"/jevons/{chain_id}/{part}/{version}"

@@ -95,7 +95,6 @@ class ConsensusHost:
         self.wal_path = wal_path
         self.wal: Wal | None = None
         self.inbox_send, self.inbox = trio.open_memory_channel[Event | SyncedBlock](10_000)
-        self.own_latest: list[bytes] = []  # our latest proposal/votes, re-gossiped
         self.progress = trio.Event()
         self.committed_txs = 0
         self.nursery: trio.Nursery | None = None
@@ -176,6 +175,8 @@ class ConsensusHost:
     # --- the loop ---------------------------------------------------------------------------
 
     async def handle(self, event: Event, log_it: bool = True) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("input %s", _describe(event))
         if log_it and self.wal is not None:
             self.wal.append(ev.encode_record(self._record_of(event)))
         self.engine, effects = step(self.engine, event)
@@ -229,7 +230,6 @@ class ConsensusHost:
         vote = self.signer.sign_vote(Vote(effect.type, effect.height, effect.round,
                                           effect.block_hash, self.address))
         raw = encode_vote(vote)
-        self._remember_own(raw, effect.height)
         await self.handle(VoteReceived(vote))  # logged (fsynced below) and counted
         if self.wal:
             self.wal.sync()
@@ -252,7 +252,6 @@ class ConsensusHost:
         proposal = self.signer.sign_proposal(Proposal(effect.height, effect.round, block.hash(),
                                                       effect.pol_round, self.address))
         raw = encode_proposal(proposal, block.encode())
-        self._remember_own(raw, effect.height, reset=True)
         await self.handle(ProposalReceived(proposal, True))
         if self.wal:
             self.wal.sync()
@@ -330,7 +329,6 @@ class ConsensusHost:
         for raw in block.evidence:
             self.evidence.pop(DuplicateVoteEvidence.decode(raw).hash(), None)
         self.candidates.clear()
-        self.own_latest = []
         if self.wal:
             self.wal.rotate(ev.encode_record(ev.StartRecord(after.height + 1)))
         self.progress.set()
@@ -338,7 +336,14 @@ class ConsensusHost:
         log.info("committed block %d %s txs=%d", after.height, block.hash().hex()[:16],
                  len(block.txs))
 
-    def _remember_own(self, raw: bytes, height: int, reset: bool = False) -> None:
-        if reset:
-            self.own_latest = []
-        self.own_latest = [*self.own_latest[-5:], raw]
+
+
+def _describe(event: Event) -> str:
+    if isinstance(event, VoteReceived):
+        v = event.vote
+        return (f"vote type={v.type} h={v.height} r={v.round} {v.block_hash.hex()[:8]} "
+                f"from {v.validator.hex()[:8]}")
+    if isinstance(event, ProposalReceived):
+        p = event.proposal
+        return f"proposal h={p.height} r={p.round} {p.block_hash.hex()[:8]} valid={event.valid}"
+    return repr(event)[:120]

@@ -15,6 +15,7 @@ from pathlib import Path
 import trio
 
 from consensus.bft.engine import TimeoutConfig
+from node.api.app import build_app, serve_api
 from node.chain.signer import FileSigner
 from node.fsutil import atomic_write
 from node.home import Home
@@ -47,6 +48,9 @@ async def run_node(home: Home, timeouts: TimeoutConfig | None = None,
                 await nursery.start(host.run)
                 nursery.start_soon(services.run)
                 nursery.start_soon(_write_status, home.paths.data / STATUS_FILE, host, net)
+                app = build_app(services, {"moniker": home.config.moniker,
+                                           "role": home.config.role, "peer_id": net.peer_id})
+                await nursery.start(serve_api, app, home.config.api.listen)
                 log.info("node %s started at height %d as %s; p2p %s", home.config.moniker,
                          host.height, home.config.role, net.listen_addrs())
                 if stop_at_height:

@@ -47,8 +47,10 @@ class Network(Protocol):
 class NodeServices:
     def __init__(self, host: ConsensusHost, net: Network) -> None:
         self.host, self.net = host, net
-        self.status_proto, self.blocks_proto, self.block_proto = wire.protocols(host.chain_id)
+        (self.status_proto, self.blocks_proto, self.block_proto,
+         self.votes_proto) = wire.protocols(host.chain_id)
         self.behind = trio.Event()
+        self.catching_up = False
         self.txs_received = 0
         self.txs_rejected = 0
 
@@ -59,11 +61,12 @@ class NodeServices:
         self.net.set_handler(self.status_proto, self.serve_status, 64)
         self.net.set_handler(self.blocks_proto, self.serve_blocks, 64)
         self.net.set_handler(self.block_proto, self.serve_block, 64)
+        self.net.set_handler(self.votes_proto, self.serve_votes, 64)
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.sync_loop)
-            nursery.start_soon(self.regossip_loop)
+            nursery.start_soon(self.catch_up_loop)
 
     # --- gossip in ------------------------------------------------------------------------
 
@@ -187,12 +190,14 @@ class NodeServices:
                     await self._sync_from(peer)
                 except Exception as exc:  # a bad or gone peer: try the next one
                     log.info("sync from %s failed: %s", peer, exc)
+            self.catching_up = False
 
     async def _sync_from(self, peer: str) -> None:
         h = self.host
         raw = await self.net.request(peer, self.status_proto, b"\x90", REQUEST_TIMEOUT_S, 256)
         height, _ = wire.decode_status(raw)
         while height > h.height:
+            self.catching_up = height > h.height + 1
             request = wire.encode_blocks_request(h.height + 1, wire.MAX_SYNC_BLOCKS)
             raw = await self.net.request(peer, self.blocks_proto, request, REQUEST_TIMEOUT_S,
                                          MAX_SYNC_RESPONSE_BYTES)
@@ -210,17 +215,46 @@ class NodeServices:
             if h.height < target:
                 return  # the host refused a block (bad commit or invalid): try another peer
 
-    async def regossip_loop(self) -> None:
-        """Gossip is lossy: while a height makes no progress, re-send our latest proposal and
-        votes, and some pending transactions."""
+    async def catch_up_loop(self) -> None:
+        """Gossip is lossy and a restarted node missed what was said before it came back:
+        while a height makes no progress, pull every peer's proposals and votes for it
+        (re-publishing would not help: gossip drops messages it has already seen), and
+        re-send some pending transactions."""
         while True:
-            height = self.host.height
+            height, round_ = self.host.height, self.host.engine.round
             await trio.sleep(REGOSSIP_INTERVAL_S)
-            if self.host.height != height:
+            if self.host.height != height or self.host.engine.round != round_:
                 continue
-            for raw in list(self.host.own_latest):
-                await self.host.publish(raw)
+            for peer in self.net.peers():
+                await self._pull_votes(peer)
             pending = self.host.mempool.pending(wire.MAX_TX_BATCH)
             if pending:
                 with contextlib.suppress(NodeError):
                     await self.net.publish(self.host.tx_topic, wire.encode_tx_batch(pending))
+
+    async def _pull_votes(self, peer: str) -> None:
+        h = self.host
+        try:
+            raw = await self.net.request(peer, self.votes_proto, wire.encode([h.height + 1]),
+                                         REQUEST_TIMEOUT_S, wire.MAX_RESPONSE_BYTES)
+            messages = wire.decode_messages(raw)
+        except (NodeError, DecodeError) as exc:
+            log.info("could not pull votes from %s: %s", peer, exc)
+            return
+        for message in messages:
+            if self._check_consensus(peer, message):
+                await self.on_consensus(peer, message)
+
+    async def serve_votes(self, peer: str, request: bytes) -> bytes:
+        items = wire.decode(request, 64)
+        height = items[0] if items and type(items[0]) is int else -1
+        engine = self.host.engine
+        if height != engine.height:
+            return wire.encode_messages([])
+        messages = [wire.encode_proposal(p, b"") for _, (p, _valid)
+                    in sorted(engine.proposals.items())]
+        for book in (engine.prevotes, engine.precommits):
+            for r in sorted(book):
+                for voters in book[r].by_value.values():
+                    messages.extend(wire.encode_vote(v) for v in voters.values())
+        return wire.encode_messages(messages)

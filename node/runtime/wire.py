@@ -9,6 +9,8 @@ Streams:
     status:  request [] -> [height, tip_hash]
     blocks:  request [from_height, max_count] -> [[block_bytes, commit_fields], …]
     block:   request [block_hash] -> [block_bytes] (or [] when unknown)
+    votes:   request [height] -> [consensus message, …]: the peer's proposals (without
+             blocks) and every vote it holds for that height, for a node that missed gossip
 """
 
 from __future__ import annotations
@@ -41,9 +43,21 @@ def topics(chain_id: str) -> tuple[str, str]:
     return f"/jevons/{chain_id}/consensus/1", f"/jevons/{chain_id}/txs/1"
 
 
-def protocols(chain_id: str) -> tuple[str, str, str]:
+def protocols(chain_id: str) -> tuple[str, str, str, str]:
     return (f"/jevons/{chain_id}/status/1", f"/jevons/{chain_id}/blocks/1",
-            f"/jevons/{chain_id}/block/1")
+            f"/jevons/{chain_id}/block/1", f"/jevons/{chain_id}/votes/1")
+
+
+MAX_VOTE_SET_MESSAGES = 4_000
+
+
+def encode_messages(messages: list[bytes]) -> bytes:
+    return encode(messages[:MAX_VOTE_SET_MESSAGES])
+
+
+def decode_messages(raw: bytes) -> list[bytes]:
+    items = expect_array(decode(raw, MAX_RESPONSE_BYTES), "messages", MAX_VOTE_SET_MESSAGES)
+    return [expect_bytes(m, "message", max_len=MAX_GOSSIP_BYTES) for m in items]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +67,7 @@ class ProposalMessage:
 
 
 def encode_proposal(proposal: Proposal, block: bytes) -> bytes:
+    """Inline the block when it fits in gossip (b"": receivers fetch it by hash)."""
     inline = block if len(block) <= INLINE_BLOCK_LIMIT else b""
     return encode([KIND_PROPOSAL, proposal.encode(), inline])
 
