@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from consensus.address import address_from_pubkey, to_bech32
+from consensus.address import address_from_pubkey
 from genesis.dev import dev_accounts
 from genesis.document import Genesis
 from node.chain.demo import DemoTraffic
@@ -50,16 +50,11 @@ def install_stop_flag() -> threading.Event:
 
 
 def run_dev_chain(root: Path, blocks: int, txs_per_block: int, echo: Callable[[str], None],
-                  block_time_ms: int | None = None, show_accounts: bool = False) -> int:
+                  block_time_ms: int | None = None) -> int:
     """Produce blocks on a single-validator home; return the number produced."""
     home = open_home(root)
     interval = (block_time_ms or home.config.chain.block_time_ms) / 1000
     keys = known_dev_keys(home.genesis)
-    if show_accounts and keys:
-        echo(f"Dev accounts ({len(keys)}), funded at genesis. Their seeds are public test "
-             "keys: never send real value to them.")
-        for i, key in enumerate(keys):
-            echo(f"  ({i}) {to_bech32(address_from_pubkey(key.public))}  seed {key.seed.hex()}")
     stop = install_stop_flag()
     demo = DemoTraffic(keys, seed=int.from_bytes(home.genesis.hash()[:8], "big"))
     produced = 0

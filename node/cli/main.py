@@ -169,40 +169,71 @@ def opened_height(home) -> int:
 
 
 @cli.command()
+@click.option("--validators", type=click.IntRange(1, 16), default=4, show_default=True,
+              help="Validators, each its own process (1: a single in-process dev chain).")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path),
-              help="Keep the chain here and resume it on the next run "
+              help="Keep the network here and resume it on the next run "
                    "(default: a temporary directory, deleted on exit).")
 @click.option("--accounts", type=click.IntRange(0, 1000), default=10, show_default=True,
               help="Funded dev accounts to create and print.")
 @click.option("--blocks", type=click.IntRange(0), default=0,
               help="Stop after this many new blocks (0: run until Ctrl-C).")
+@click.option("--tx-rate", type=click.FloatRange(0, 10_000), default=5.0, show_default=True,
+              help="Demo transfers per second between dev accounts.")
+@click.option("--base-port", type=click.IntRange(1024, 65535), default=26600,
+              show_default=True, help="Node i uses base+2i (p2p) and base+2i+1 (API).")
 @click.option("--block-time", type=click.FloatRange(0.01, 600), default=1.0, show_default=True,
-              help="Seconds between blocks.")
-@click.option("--txs-per-block", type=click.IntRange(0, 10_000), default=20,
-              show_default=True, help="Demo transfers between dev accounts per block.")
+              help="Single-validator dev chain only: seconds between blocks.")
 @chain_id_option
-def devnet(home: Path | None, accounts: int, blocks: int, block_time: float,
-           txs_per_block: int, chain_id: str) -> None:
-    """Run a local dev chain with funded dev accounts and print its blocks.
-
-    Today this is one validator producing blocks in this process; the multi-validator
-    devnet over libp2p replaces it when the node runtime lands.
-    """
+def devnet(validators: int, home: Path | None, accounts: int, blocks: int, tx_rate: float,
+           base_port: int, block_time: float, chain_id: str) -> None:
+    """Run a local network: N validators on loopback, funded dev accounts, demo traffic."""
     import tempfile
 
+    with tempfile.TemporaryDirectory(prefix="jevons-devnet-") as tmp:
+        root = home or Path(tmp)
+        if validators == 1:
+            run_single(root / "node0", accounts, blocks, block_time, tx_rate, chain_id)
+            return
+        if not (root / "node0" / "config.toml").exists():
+            create_testnet(root, validators, 0, accounts, chain_id, base_port, now_ms())
+        click.echo(f"devnet home: {root}" + ("" if home else " (temporary)"))
+        keys = print_accounts(root / "node0")
+        from node.devnet import run_devnet
+
+        code = run_devnet(root, tx_rate, blocks, click.echo, keys)
+    if code:
+        raise SystemExit(code)
+
+
+def print_accounts(home: Path) -> list:
+    from node.home import open_home
+    from node.runner import known_dev_keys
+
+    keys = known_dev_keys(open_home(home).genesis)
+    if keys:
+        click.echo(f"Dev accounts ({len(keys)}), funded at genesis. Their seeds are public "
+                   "test keys: never send real value to them.")
+        for i, key in enumerate(keys):
+            click.echo(f"  ({i}) {to_bech32(address_from_pubkey(key.public))}  "
+                       f"seed {key.seed.hex()}")
+    return keys
+
+
+def run_single(root: Path, accounts: int, blocks: int, block_time: float, tx_rate: float,
+               chain_id: str) -> None:
     from node.runner import run_dev_chain
 
-    with tempfile.TemporaryDirectory(prefix="jevons-devnet-") as tmp:
-        root = home or Path(tmp) / "node0"
-        if not (root / "config.toml").exists():
-            key = new_private_key()
-            genesis = make_genesis(chain_id, now_ms(), [("node0", key.public)],
-                                   dev_addresses(accounts))
-            config = NodeConfig(moniker="node0", chain=ChainConfig(int(block_time * 1000)))
-            write_home(root, config, genesis, key)
-        click.echo(f"devnet home: {root}" + ("" if home else " (temporary)"))
-        run_dev_chain(root, blocks, txs_per_block, echo=click.echo,
-                      block_time_ms=int(block_time * 1000), show_accounts=True)
+    if not (root / "config.toml").exists():
+        key = new_private_key()
+        genesis = make_genesis(chain_id, now_ms(), [("node0", key.public)],
+                               dev_addresses(accounts))
+        write_home(root, NodeConfig(moniker="node0", chain=ChainConfig(int(block_time * 1000))),
+                   genesis, key)
+    click.echo(f"single-validator dev chain: {root}")
+    print_accounts(root)
+    run_dev_chain(root, blocks, int(tx_rate * block_time), echo=click.echo,
+                  block_time_ms=int(block_time * 1000))
 
 
 def main() -> None:

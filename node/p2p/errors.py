@@ -21,10 +21,6 @@ class GossipTooLarge(P2PError):
     """A gossip payload is over the size limit; send it by request/response instead."""
 
 
-class PublishTimeout(P2PError):
-    """Peers' outbound queues stayed full for the whole publish timeout (slow peers)."""
-
-
 class PeerUnavailable(P2PError):
     """The peer cannot be reached: not dialable, disconnected, banned, or a bad peer id."""
 

@@ -23,10 +23,13 @@ import trio
 from libp2p.abc import ISubscriptionAPI
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
 
 from node.p2p.settings import MAX_GOSSIP_BYTES
 
 log = logging.getLogger(__name__)
+
+LEAVE_TIMEOUT_S = 2.0
 
 Validator = Callable[[str, bytes], bool]
 """validate(from_peer_id, data) -> accept? `from_peer_id` is the connected peer that sent
@@ -160,3 +163,30 @@ async def feed(buffer: trio.MemoryReceiveChannel[tuple[str, bytes]], deliver: De
         except Exception:
             log.exception("deliver callback of topic %s raised", topic)
         counters.delivered += 1
+
+
+async def serve_topic(pubsub: Pubsub, topic: str, validate: Validator, deliver: Deliver,
+                      counters: TopicCounters, buffer_size: int,
+                      task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Subscribe to `topic` with a safe validator, report started, then deliver messages
+    until cancelled (or until pubsub closes the subscription)."""
+    me = pubsub.my_id
+    pubsub.set_topic_validator(topic, safe_validator(topic, validate, me, counters),
+                               is_async_validator=False)
+    subscription = await pubsub.subscribe(topic)
+    task_status.started()
+    send, receive = trio.open_memory_channel[tuple[str, bytes]](buffer_size)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(feed, receive, deliver, topic, counters)
+        async with send:
+            await drain_subscription(subscription, me, send, topic, counters)
+
+
+async def leave_topic(pubsub: Pubsub, topic: str) -> None:
+    """Unsubscribe and tell peers; shielded and bounded (it runs as a task is cancelled)."""
+    pubsub.remove_topic_validator(topic)
+    with trio.CancelScope(shield=True), trio.move_on_after(LEAVE_TIMEOUT_S):
+        try:
+            await pubsub.unsubscribe(topic)
+        except Exception as exc:
+            log.debug("unsubscribing from %s failed: %r", topic, exc)

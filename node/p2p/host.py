@@ -25,6 +25,7 @@ from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.network.config import ConnectionConfig, RetryConfig
+from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
@@ -78,17 +79,32 @@ async def close_host(host: IHost) -> None:
     swarm: Any = host.get_network()
     with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
         async with trio.open_nursery() as nursery:
-            for connections in list(swarm.connections.values()):
-                for connection in list(connections):
-                    nursery.start_soon(_close_quietly, connection)
+            for peer in list(swarm.connections):
+                nursery.start_soon(_close_quietly, host, peer)
         await host.close()
 
 
-async def _close_quietly(connection: Any) -> None:
+async def close_peer(host: IHost, peer: ID) -> None:
+    """Drop every connection to `peer`, even one whose writer is blocked because the peer
+    stopped reading: its socket is closed first (a graceful close would wait forever to
+    send yamux's GO_AWAY), then the swarm's close runs and notifies pubsub."""
+    swarm: Any = host.get_network()
+    for connection in list(swarm.get_connections(peer)):
+        secured = getattr(getattr(connection, "muxed_conn", None), "secured_conn", None)
+        if secured is not None:
+            with trio.move_on_after(CLOSE_TIMEOUT_S):
+                try:
+                    await secured.close()
+                except Exception as exc:
+                    log.debug("closing the socket to %s failed: %r", peer, exc)
+    await host.disconnect(peer)
+
+
+async def _close_quietly(host: IHost, peer: ID) -> None:
     try:
-        await connection.close()
+        await close_peer(host, peer)
     except Exception as exc:
-        log.debug("closing a connection failed: %r", exc)
+        log.debug("closing the connection to %s failed: %r", peer, exc)
 
 
 async def _no_auto_connect() -> None:

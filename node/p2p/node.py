@@ -20,9 +20,9 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from node.config import P2PConfig
 from node.p2p import gossip, reqresp
-from node.p2p.errors import GossipTooLarge, NotRunning, P2PError, PeerUnavailable, PublishTimeout
+from node.p2p.errors import GossipTooLarge, NotRunning, P2PError, PeerUnavailable
 from node.p2p.gossip import Deliver, OutboundQueues, TopicCounters, Validator
-from node.p2p.host import build_host, build_pubsub, close_host, identity_key_pair
+from node.p2p.host import build_host, build_pubsub, close_host, close_peer, identity_key_pair
 from node.p2p.peers import (
     BAD_FRAME_WEIGHT,
     DEFAULT_WEIGHT,
@@ -50,6 +50,7 @@ class _Topic:
     deliver: Deliver
     counters: TopicCounters
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    left: bool = False  # unsubscribed: leave the pubsub topic when the task ends
 
 
 @dataclass
@@ -86,6 +87,7 @@ class P2PNode:
         self._counters: dict[str, TopicCounters] = {}
         self._routes: dict[str, reqresp.Route] = {}
         self._queues = OutboundQueues()
+        self._publishing = trio.Lock()
         self._run: _Running | None = None
 
     @classmethod
@@ -140,6 +142,7 @@ class P2PNode:
         for route in self._routes.values():
             self._register(route)
         for topic in self._topics.values():
+            topic.scope = trio.CancelScope()
             await run.nursery.start(self._run_topic, topic)
         for info in self._bootstrap:
             run.nursery.start_soon(keep_connected, run.host, info, watch, self._book,
@@ -189,10 +192,7 @@ class P2PNode:
     def topic_peers(self, topic: str) -> list[str]:
         """The peers a publish on `topic` goes to now: our GossipSub mesh for a topic we
         subscribe to, else (fanout) the connected peers subscribed to it."""
-        run = self._require()
-        mesh = run.router.mesh.get(topic)
-        peers = mesh if mesh is not None else run.pubsub.peer_topics.get(topic, set())
-        return sorted(p.to_base58() for p in peers)
+        return sorted(p.to_base58() for p in self._targets(self._require(), topic))
 
     async def connect(self, addr: str, timeout: float = 5.0) -> str:
         """Dial /ip4/HOST/tcp/PORT/p2p/PEER_ID once; return the peer id."""
@@ -254,9 +254,9 @@ class P2PNode:
 
     async def _disconnect(self, peer_id: str) -> None:
         run = self._require()
-        with trio.move_on_after(DISCONNECT_TIMEOUT_S):
+        with trio.CancelScope(shield=True), trio.move_on_after(DISCONNECT_TIMEOUT_S):
             try:
-                await run.host.disconnect(ID.from_base58(peer_id))
+                await close_peer(run.host, ID.from_base58(peer_id))
             except Exception as exc:
                 log.debug("disconnecting %s failed: %r", peer_id, exc)
 
@@ -274,14 +274,11 @@ class P2PNode:
             self._run.nursery.start_soon(self._run_topic, entry)
 
     def unsubscribe(self, topic: str) -> None:
+        """Stop receiving `topic` (announced to peers by the topic's task as it ends)."""
         entry = self._topics.pop(topic, None)
-        if entry is None:
-            return
-        entry.scope.cancel()
-        if self._run is not None:
-            pubsub = self._run.pubsub
-            pubsub.remove_topic_validator(topic)
-            self._run.nursery.start_soon(pubsub.unsubscribe, topic)
+        if entry is not None:
+            entry.left = True
+            entry.scope.cancel()
 
     def counters(self, topic: str) -> TopicCounters:
         """This node's counters for `topic` (published, delivered, rejected, …)."""
@@ -290,23 +287,14 @@ class P2PNode:
     async def _run_topic(self, entry: _Topic,
                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         run = self._require()
-        me = run.host.get_id()
-        entry.scope = trio.CancelScope()
         with entry.scope:
-            run.pubsub.set_topic_validator(
-                entry.name, gossip.safe_validator(entry.name, self._gated(entry.validate), me,
-                                                  entry.counters),
-                is_async_validator=False)
-            subscription = await run.pubsub.subscribe(entry.name)
-            task_status.started()
-            send, receive = trio.open_memory_channel[tuple[str, bytes]](
-                self._gossip.deliver_buffer)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(gossip.feed, receive, entry.deliver, entry.name,
-                                   entry.counters)
-                async with send:
-                    await gossip.drain_subscription(subscription, me, send, entry.name,
-                                                    entry.counters)
+            try:
+                await gossip.serve_topic(run.pubsub, entry.name, self._gated(entry.validate),
+                                         entry.deliver, entry.counters,
+                                         self._gossip.deliver_buffer, task_status)
+            finally:
+                if entry.left:
+                    await gossip.leave_topic(run.pubsub, entry.name)
 
     def _gated(self, validate: Validator) -> Validator:
         def gated(peer_id: str, data: bytes) -> bool:
@@ -314,29 +302,41 @@ class P2PNode:
         return gated
 
     async def publish(self, topic: str, data: bytes) -> None:
-        """Gossip `data` on `topic`. Waits (up to the publish timeout) until no peer on the
-        topic has a nearly full outbound queue, so a burst is not silently dropped, and
-        yields to trio after each message."""
+        """Gossip `data` on `topic`, then yield to trio (py-libp2p's publish never does).
+
+        Backpressure: first wait until no peer the message goes to has `queue_high_water`
+        RPCs queued (its queue holds 32 and drops silently beyond). A peer still full after
+        `publish_timeout_s` is not reading: it is disconnected, and the message goes out
+        to the others."""
         run = self._require()
         if len(data) > MAX_GOSSIP_BYTES:
             raise GossipTooLarge(f"gossip payload of {len(data)} B on {topic!r} is over "
                                  f"{MAX_GOSSIP_BYTES} B; send it by request/response")
+        async with self._publishing:  # one at a time, so concurrent publishers cannot
+            await self._wait_for_room(run, topic)  # overshoot the room they waited for
+            try:
+                await run.pubsub.publish(topic, data)
+            except Exception as exc:
+                raise P2PError(f"publish on {topic!r} failed: {exc!r}") from None
+        self.counters(topic).published += 1
+        await trio.lowlevel.checkpoint()
+
+    async def _wait_for_room(self, run: _Running, topic: str) -> None:
         high_water = self._gossip.queue_high_water
         with trio.move_on_after(self._gossip.publish_timeout_s) as waited:
-            await self._queues.wait_for_room(lambda: run.pubsub.peer_topics.get(topic, set()),
-                                             high_water)
+            await self._queues.wait_for_room(lambda: self._targets(run, topic), high_water)
         if waited.cancelled_caught:
-            slow = self._queues.full_peers(run.pubsub.peer_topics.get(topic, set()),
-                                           high_water)
-            raise PublishTimeout(f"outbound queues of {len(slow)} peer(s) on {topic!r} "
-                                 f"stayed full for {self._gossip.publish_timeout_s:g} s: "
-                                 f"{', '.join(p.to_base58() for p in slow)}")
-        try:
-            await run.pubsub.publish(topic, data)
-        except Exception as exc:
-            raise P2PError(f"publish on {topic!r} failed: {exc!r}") from None
-        self.counters(topic).published += 1
-        await trio.lowlevel.checkpoint()  # pubsub's publish never yields
+            for peer in self._queues.full_peers(self._targets(run, topic), high_water):
+                log.warning("peer %s read no gossip for %g s; disconnecting it",
+                            peer.to_base58(), self._gossip.publish_timeout_s)
+                run.nursery.start_soon(self._disconnect, peer.to_base58())
+
+    @staticmethod
+    def _targets(run: _Running, topic: str) -> set[ID]:
+        """Peers a publish on `topic` is queued for: the mesh of a subscribed topic, else
+        the peers subscribed to it (fanout picks among them)."""
+        mesh = run.router.mesh.get(topic)
+        return set(mesh) if mesh is not None else set(run.pubsub.peer_topics.get(topic, ()))
 
     # ---- request/response ----------------------------------------------------------
 

@@ -41,7 +41,7 @@ class GossipParams:
     seen_ttl_s: int = 120  # identical payloads on one topic are delivered once per window
     validation_cache_ttl_s: int = 30
     queue_high_water: int = 16  # of the 32 slots of each peer's outbound queue
-    publish_timeout_s: float = 10.0  # longest a publish waits for room in peers' queues
+    publish_timeout_s: float = 10.0  # longest a publish waits for a peer's queue to drain
     deliver_buffer: int = 4096  # messages buffered between pubsub and the deliver callback
 
     def __post_init__(self) -> None:

@@ -16,6 +16,7 @@ from consensus.vote import verify_commit
 from node.home import open_home
 from node.store.blockstore import BlockStore
 from tests.functional.cli import JEVONS, jevons
+from tests.functional.framework import free_port_block
 
 pytestmark = pytest.mark.functional
 
@@ -45,22 +46,24 @@ def replay_and_check(home_dir: Path) -> int:
 
 def test_devnet_produces_blocks_and_resumes(tmp_path: Path) -> None:
     home = tmp_path / "dev"
-    first = jevons("devnet", "--home", home, "--blocks", "3", "--block-time", "0.05",
-                   "--txs-per-block", "5", "--accounts", "4", check=True)
+    first = jevons("devnet", "--validators", "1", "--home", home, "--blocks", "3",
+                   "--block-time", "0.05", "--tx-rate", "100", "--accounts", "4", check=True)
     blocks = BLOCK_LINE.findall(first.stdout)
     assert [int(h) for h, _, _ in blocks] == [1, 2, 3]
     assert all(int(n) == 5 for _, _, n in blocks)
     assert first.stdout.count("seed ") == 4  # the dev accounts are printed with their keys
-    assert replay_and_check(home) == 3
-    second = jevons("node", "start", "--home", home, "--blocks", "2", "--txs-per-block", "3",
-                    check=True)
+    node_home = home / "node0"  # devnet --home holds the node homes
+    assert replay_and_check(node_home) == 3
+    second = jevons("node", "start", "--home", node_home, "--blocks", "2", "--txs-per-block",
+                    "3", check=True)
     assert [int(h) for h, _, _ in BLOCK_LINE.findall(second.stdout)] == [4, 5]
-    assert replay_and_check(home) == 5
+    assert replay_and_check(node_home) == 5
 
 
 def test_devnet_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     home = tmp_path / "dev"
-    proc = subprocess.Popen([JEVONS, "devnet", "--home", str(home), "--block-time", "0.05"],
+    proc = subprocess.Popen([JEVONS, "devnet", "--validators", "1", "--home", str(home),
+                             "--block-time", "0.05"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -74,12 +77,14 @@ def test_devnet_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "stopped at height" in out
-    assert replay_and_check(home) >= 2
+    assert replay_and_check(home / "node0") >= 2
 
 
 def test_second_node_on_the_same_home_is_refused(tmp_path: Path) -> None:
     home = tmp_path / "dev"
-    jevons("devnet", "--home", home, "--blocks", "1", "--block-time", "0.05", check=True)
+    jevons("devnet", "--validators", "1", "--home", home, "--blocks", "1", "--block-time",
+           "0.05", check=True)
+    home = home / "node0"
     proc = subprocess.Popen([JEVONS, "node", "start", "--home", str(home)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -94,3 +99,24 @@ def test_second_node_on_the_same_home_is_refused(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_devnet_of_four_processes_agrees_and_stops_cleanly(tmp_path: Path) -> None:
+    root = tmp_path / "net"
+    result = jevons("devnet", "--home", root, "--blocks", "3", "--tx-rate", "20",
+                    "--accounts", "3", "--base-port", str(free_port_block(8)), timeout=180,
+                    check=True)
+    assert "started 4 nodes" in result.stdout and "stopped at height" in result.stdout
+    assert result.stdout.count("seed ") == 3
+    homes = sorted(root.glob("node*"))
+    assert len(homes) == 4
+    heights = [replay_and_check(h) for h in homes]
+    assert min(heights) >= 3
+    tips = set()
+    for h in homes:
+        home = open_home(h)
+        with BlockStore.open(home.paths.chain_db) as store:
+            tips.add(store.get_block(min(heights)))
+    assert len(tips) == 1  # the same block at the common height: no fork
+    for h in homes:
+        assert "Traceback" not in (h / "node.log").read_text()
