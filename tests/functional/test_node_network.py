@@ -100,3 +100,33 @@ def test_two_of_four_down_halts_without_fork_then_resumes(network: TestNetwork) 
     net.wait_for_height(halted_at + 2, net.nodes[:3], timeout=90)
     net.assert_same_chain(net.nodes[:3])
     no_double_signing(net)
+
+
+def test_hostile_peer_is_ignored_and_the_network_keeps_finalizing(
+        network: TestNetwork) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from node.home import open_home
+    from node.keys import peer_id_from_seed
+
+    net = network
+    net.start_all()
+    net.wait_for_height(2)
+    home = open_home(net.nodes[0].home)
+    target = f"{home.config.p2p.listen}/p2p/{peer_id_from_seed(home.node_seed)}"
+    rogue = subprocess.run([sys.executable, "-m", "tests.functional.rogue_peer",
+                            "--bootstrap", target, "--chain-id", CHAIN],
+                           capture_output=True, text=True, timeout=120,
+                           cwd=Path(__file__).resolve().parents[2])
+    assert rogue.returncode == 0, rogue.stderr[-2000:]
+    report = json.loads(rogue.stdout.strip().splitlines()[-1])
+    assert report["peers_before"] >= 1 and report["published"] > 0
+    assert report["failed_requests"] >= 2  # the oversized and the garbage request
+    h = max(n.height() for n in net.nodes)
+    net.wait_for_height(h + 3)  # nothing the rogue did stopped the network
+    net.assert_same_chain()
+    logs = "".join(n.log_text() for n in net.nodes)
+    assert "misbehaved" in logs
+    no_double_signing(net)

@@ -1,0 +1,66 @@
+"""A hostile peer for the functional tests: joins a network and misbehaves.
+
+    python -m tests.functional.rogue_peer --bootstrap MADDR --chain-id ID
+
+Publishes undecodable and forged messages on the chain's consensus and tx topics, sends an
+oversized request and garbage requests on the sync streams, then prints one JSON line with
+what it saw (how many requests failed, whether it was disconnected) and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import trio
+
+from consensus.codec import encode
+from node.p2p import P2PError, P2PNode, configure_libp2p_logging
+from node.runtime import wire
+
+
+async def main(bootstrap: str, chain_id: str) -> dict:
+    configure_libp2p_logging()
+    node = P2PNode(os.urandom(32), "/ip4/127.0.0.1/tcp/0", [bootstrap])
+    consensus, txs = wire.topics(chain_id)
+    status_proto, blocks_proto, _, _ = wire.protocols(chain_id)
+    for topic in (consensus, txs):
+        node.subscribe(topic, lambda peer, data: True, _ignore)
+    report = {"published": 0, "failed_requests": 0, "peers_before": 0, "peers_after": 0}
+    async with node.running():
+        target = (await node.wait_for_peers(1, 30))[0]
+        with trio.move_on_after(10):
+            await node.wait_for_topic_peers(consensus, 1, 10)
+        report["peers_before"] = len(node.peers())
+        garbage = [b"\xc1", b"\x93\x01\x02", encode([1, b"x" * 100, b""]),
+                   encode([2, b"\x00" * 200]), encode([9, 9]), os.urandom(500)]
+        for round_ in range(20):
+            for i, data in enumerate(garbage):
+                for topic in (consensus, txs):
+                    try:
+                        await node.publish(topic, data + bytes([round_, i]))
+                        report["published"] += 1
+                    except P2PError:
+                        pass
+        for protocol, payload in ((blocks_proto, b"\x00" * 4_000_000),
+                                  (blocks_proto, b"\xff\xfe"), (status_proto, os.urandom(40))):
+            try:
+                await node.request(target, protocol, payload, 10, 1 << 20)
+            except P2PError:
+                report["failed_requests"] += 1
+        await trio.sleep(1)
+        report["peers_after"] = len(node.peers())
+    return report
+
+
+async def _ignore(origin: str, data: bytes) -> None:
+    return None
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--chain-id", required=True)
+    args = parser.parse_args()
+    print(json.dumps(trio.run(main, args.bootstrap, args.chain_id)), flush=True)
