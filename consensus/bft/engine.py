@@ -41,12 +41,12 @@ ROUND_WINDOW = 1_000  # ignore messages more than this many rounds ahead (memory
 class TimeoutConfig:
     """timeout(r) = min(base + r * delta, cap), in milliseconds."""
 
-    propose_ms: int = 400
-    propose_delta_ms: int = 200
-    prevote_ms: int = 150
-    prevote_delta_ms: int = 100
-    precommit_ms: int = 150
-    precommit_delta_ms: int = 100
+    propose_ms: int = 1_000
+    propose_delta_ms: int = 500
+    prevote_ms: int = 500
+    prevote_delta_ms: int = 250
+    precommit_ms: int = 500
+    precommit_delta_ms: int = 250
     cap_ms: int = 10_000
 
     def delay(self, kind: TimeoutKind, round_: int) -> int:

@@ -19,7 +19,8 @@ from consensus.tx import Stake, Transfer, Tx, Unstake
 from node.runtime.mempool import MempoolReject
 from node.runtime.services import NodeServices
 
-MAX_BODY_BYTES = 64 * 1024
+MAX_BATCH = 2_000
+MAX_BODY_BYTES = 2 * 4096 * MAX_BATCH + 1024  # hex doubles each tx (<= 4 KiB)
 WAIT_LIMIT_S = 60.0
 
 
@@ -94,10 +95,13 @@ def build_app(services: NodeServices, node_info: dict[str, Any]) -> Starlette:
             return error(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
         try:
             data = json.loads(body)
+            if "txs" in data:
+                return await broadcast_batch([bytes.fromhex(t) for t in data["txs"]])
             raw = bytes.fromhex(data["tx"])
             wait = bool(data.get("wait", False))
         except (ValueError, KeyError, TypeError):
-            return error(400, "bad_request", 'body must be {"tx": "<hex>", "wait": false}')
+            return error(400, "bad_request",
+                         'body must be {"tx": "<hex>", "wait": false} or {"txs": ["<hex>", …]}')
         try:
             tx_hash = host.mempool.add(raw, host.state)
             tx = Tx.decode(raw, host.params.max_tx_bytes)
@@ -115,6 +119,21 @@ def build_app(services: NodeServices, node_info: dict[str, Any]) -> Starlette:
         if location is None:
             return JSONResponse({"hash": tx_hash.hex(), "status": "pending"}, status_code=202)
         return JSONResponse({**tx_json(tx), "status": "committed", "height": location[0]})
+
+    async def broadcast_batch(raws: list[bytes]) -> JSONResponse:
+        if len(raws) > MAX_BATCH:
+            return error(413, "too_large", f"at most {MAX_BATCH} transactions per batch")
+        host.verifier.verify_raw(raws, host.params.max_tx_bytes)  # on all cores, once
+        accepted, rejected = [], []
+        for index, raw in enumerate(raws):
+            try:
+                host.mempool.add(raw, host.state)
+                accepted.append(raw)
+            except MempoolReject as exc:
+                rejected.append({"index": index, "error": exc.code, "message": exc.reason})
+        await services.broadcast_txs(accepted)
+        return JSONResponse({"accepted": len(accepted), "rejected": rejected},
+                            status_code=202 if accepted else 422)
 
     return Starlette(routes=[
         Route("/status", status),

@@ -100,6 +100,25 @@ async def close_peer(host: IHost, peer: ID) -> None:
     await host.disconnect(peer)
 
 
+async def drop_stale_connections(host: IHost, peer: ID) -> None:
+    """Finish the cleanup of connections to `peer` that are closed but still listed (their
+    close was interrupted). py-libp2p's `connect` returns at once while any connection is
+    listed, so a stale one would keep the peer "connected" to nothing forever."""
+    swarm: Any = host.get_network()
+    for connection in list(swarm.get_connections(peer)):
+        if not connection.is_closed:
+            continue
+        secured = getattr(getattr(connection, "muxed_conn", None), "secured_conn", None)
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+            try:
+                if secured is not None:
+                    await secured.close()
+                swarm.remove_conn(connection)
+                await swarm.notify_disconnected(connection)
+            except Exception as exc:
+                log.debug("dropping a stale connection to %s failed: %r", peer, exc)
+
+
 async def _close_quietly(host: IHost, peer: ID) -> None:
     try:
         await close_peer(host, peer)

@@ -22,7 +22,14 @@ from node.config import P2PConfig
 from node.p2p import gossip, reqresp
 from node.p2p.errors import GossipTooLarge, NotRunning, P2PError, PeerUnavailable
 from node.p2p.gossip import Deliver, OutboundQueues, TopicCounters, Validator
-from node.p2p.host import build_host, build_pubsub, close_host, close_peer, identity_key_pair
+from node.p2p.host import (
+    build_host,
+    build_pubsub,
+    close_host,
+    close_peer,
+    drop_stale_connections,
+    identity_key_pair,
+)
 from node.p2p.peers import (
     BAD_FRAME_WEIGHT,
     DEFAULT_WEIGHT,
@@ -185,9 +192,11 @@ class P2PNode:
         return [str(a) for a in self._require().host.get_addrs()]
 
     def peers(self) -> list[str]:
-        """Peer ids of the peers connected now."""
-        host = self._require().host
-        return sorted(p.to_base58() for p in host.get_connected_peers())
+        """Peer ids of the peers connected now (py-libp2p's own list also counts
+        connections that are closed but not yet cleaned up)."""
+        connections = self._require().host.get_network().get_connections()
+        return sorted({c.muxed_conn.peer_id.to_base58() for c in connections
+                       if not c.is_closed})
 
     def topic_peers(self, topic: str) -> list[str]:
         """The peers a publish on `topic` goes to now: our GossipSub mesh for a topic we
@@ -201,6 +210,7 @@ class P2PNode:
         peer = info.peer_id.to_base58()
         if self._book.is_banned(peer):
             raise PeerUnavailable(f"peer {peer} is banned for {self._book.ban_left(peer):.0f} s")
+        await drop_stale_connections(run.host, info.peer_id)
         run.host.get_network().unblock_peer(info.peer_id)
         try:
             with trio.fail_after(timeout):
@@ -375,6 +385,7 @@ class P2PNode:
         except Exception:
             raise PeerUnavailable(f"{peer_id!r} is not a peer id") from None
         network = run.host.get_network()
-        if not network.get_connections(peer):
+        if not any(not c.is_closed for c in network.get_connections(peer)):
+            await drop_stale_connections(run.host, peer)
             network.unblock_peer(peer)  # a peer that restarted is dialable again at once
         return await reqresp.request(run.host, peer, protocol, payload, timeout, max_response)

@@ -23,6 +23,7 @@ from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
 from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
 
+from node.p2p.host import drop_stale_connections
 from node.p2p.settings import PeerPolicy
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,9 @@ def is_connected(host: IHost, info: PeerInfo) -> bool:
 
 async def keep_connected(host: IHost, info: PeerInfo, watch: ConnectionWatch,
                          book: PeerBook, policy: PeerPolicy) -> None:
-    """Stay connected to one bootstrap peer forever: wait while connected, redial with
-    capped exponential backoff while not (waking early if the peer dials us)."""
+    """Stay connected to one bootstrap peer forever: while connected, wait for a
+    connection event (re-checking every `redial_max_s`); while not, redial with capped
+    exponential backoff (waking early if the peer dials us)."""
     peer = info.peer_id.to_base58()
     delay = policy.redial_initial_s
     failures = 0
@@ -136,7 +138,8 @@ async def keep_connected(host: IHost, info: PeerInfo, watch: ConnectionWatch,
                 log.info("reconnected to bootstrap peer %s after %d failed dials", peer,
                          failures)
             failures, delay = 0, policy.redial_initial_s
-            await watch.wait_changed()
+            with trio.move_on_after(policy.redial_max_s):  # also re-check now and then: a
+                await watch.wait_changed()  # connection can end without an event
             continue
         if book.is_banned(peer):
             await trio.sleep(book.ban_left(peer))
@@ -144,8 +147,8 @@ async def keep_connected(host: IHost, info: PeerInfo, watch: ConnectionWatch,
         error = await _dial(host, info, policy.dial_timeout_s)
         if error is None and is_connected(host, info):
             continue
-        # host.connect can return at once without a live connection (a stale peerstore
-        # entry): count it as a failure so this loop always waits, never spins.
+        # host.connect can return at once without a live connection: count it as a
+        # failure so this loop always waits, never spins.
         error = error or "dial returned without a live connection"
         failures += 1
         if failures == 1:
@@ -158,6 +161,7 @@ async def keep_connected(host: IHost, info: PeerInfo, watch: ConnectionWatch,
 
 async def _dial(host: IHost, info: PeerInfo, timeout_s: float) -> str | None:
     """One dial attempt; the error as text, or None on success."""
+    await drop_stale_connections(host, info.peer_id)
     host.get_network().unblock_peer(info.peer_id)
     try:
         with trio.fail_after(timeout_s):

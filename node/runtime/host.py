@@ -55,6 +55,7 @@ from node.store.blockstore import BlockStore
 
 log = logging.getLogger("jevons.consensus")
 MAX_EVIDENCE_PER_BLOCK = 10
+MAX_PROPOSAL_TXS = 2_000  # smaller blocks reach and validate on every node within a round
 
 
 class Network(Protocol):
@@ -100,6 +101,7 @@ class ConsensusHost:
         self.nursery: trio.Nursery | None = None
         self._replaying = False
         self._own_on_record: set[tuple[int, int, int]] = set()
+        self._vset: ValidatorSet | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -108,7 +110,10 @@ class ConsensusHost:
         return self.state.height
 
     def validator_set(self) -> ValidatorSet:
-        return ValidatorSet(self.state.validators)
+        """The set signing the next height (cached: its proposer cycle costs to build)."""
+        if self._vset is None or self._vset.validators != self.state.validators:
+            self._vset = ValidatorSet(self.state.validators)
+        return self._vset
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -258,7 +263,8 @@ class ConsensusHost:
         await self.publish(raw)
 
     def _build_block(self) -> Block:
-        pending = self.mempool.reap(self.state, self.params.max_block_txs)
+        pending = self.mempool.reap(self.state, min(MAX_PROPOSAL_TXS,
+                                                    self.params.max_block_txs))
         self.verifier.verify_raw(pending, self.params.max_tx_bytes)
         txs, _ = select_txs(self.state, pending, self.params, self.cache)
         evidence = tuple(list(self.evidence.values())[:MAX_EVIDENCE_PER_BLOCK])

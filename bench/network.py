@@ -1,0 +1,148 @@
+"""Bench: 4 validators on this machine under a saturating load of signed transfers.
+
+Starts a fresh `jevons testnet` of N validator processes, pre-signs transfers from many
+funded dev accounts, submits them in batches through the nodes' HTTP APIs (round-robin,
+a few concurrent clients) and follows the chain through /status and /blocks. Prints one
+JSON line: validators, tx_per_s (committed txs / time from first to last commit),
+finality_p50_s / finality_p99_s (submission -> the block holding the tx is visible),
+block_interval_s (median). Bounded by --txs and --seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from consensus.crypto import PrivateKey  # noqa: E402
+from consensus.hashing import sha256  # noqa: E402
+from consensus.tx import make_transfer  # noqa: E402
+from tests.functional.framework import free_port_block  # noqa: E402
+
+JEVONS = str(Path(sys.executable).parent / "jevons")
+
+
+def call(api: str, path: str, body: dict | None = None, timeout: float = 30) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://{api}{path}", data=data,
+                                 headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return json.loads(exc.read())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--validators", type=int, default=4)
+    parser.add_argument("--txs", type=int, default=20_000)
+    parser.add_argument("--senders", type=int, default=400)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=120)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="jevons-bench-net-"))
+    print(f"bench network in {tmp}", file=sys.stderr)
+    base = free_port_block(2 * args.validators)
+    subprocess.run([JEVONS, "testnet", "--validators", str(args.validators), "--accounts",
+                    str(args.senders), "--out", str(tmp / "net"), "--base-port", str(base),
+                    "--chain-id", "jevons-bench"], check=True, capture_output=True)
+    accounts = json.loads((tmp / "net" / "accounts.json").read_text())
+    keys = [PrivateKey.from_seed(bytes.fromhex(a["seed"])) for a in accounts]
+    apis = [f"127.0.0.1:{base + 2 * i + 1}" for i in range(args.validators)]
+    procs = [subprocess.Popen([JEVONS, "node", "start", "--home", str(tmp / "net" / f"node{i}"),
+                               "--log-level", "info"],
+                              stdout=subprocess.DEVNULL, stderr=open(tmp / f"node{i}.log", "wb"))
+             for i in range(args.validators)]
+    try:
+        result = run(args, keys, apis)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    print(json.dumps(result))
+
+
+def run(args: argparse.Namespace, keys: list[PrivateKey], apis: list[str]) -> dict:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if call(apis[0], "/status", timeout=2)["height"] >= 2:
+                break
+        except OSError:
+            pass
+        time.sleep(0.2)
+    recipient = sha256(b"bench-recipient")[:20]
+    per_sender = -(-args.txs // len(keys))
+    txs = [make_transfer(k, "jevons-bench", recipient, 1, n, 100).encode()
+           for n in range(per_sender) for k in keys][:args.txs]  # nonces in order per sender
+    batches = [txs[i:i + args.batch] for i in range(0, len(txs), args.batch)]
+    submitted: dict[str, float] = {}
+    lock = threading.Lock()
+    rejected = [0]
+
+    def client(index: int) -> None:
+        for b, batch in enumerate(batches):
+            if b % args.clients != index:
+                continue
+            now = time.monotonic()
+            with lock:
+                for raw in batch:
+                    submitted[sha256(raw).hex()] = now
+            reply = call(apis[b % len(apis)], "/txs", {"txs": [t.hex() for t in batch]}, 120)
+            rejected[0] += len(reply.get("rejected", []))
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,), daemon=True)
+               for i in range(args.clients)]
+    for t in threads:
+        t.start()
+    committed: dict[str, float] = {}
+    block_times: list[int] = []
+    height = call(apis[0], "/status")["height"]
+    while len(committed) < len(txs) and time.monotonic() - start < args.seconds:
+        tip = call(apis[0], "/status")["height"]
+        while height < tip:
+            height += 1
+            block = call(apis[0], f"/blocks/{height}")
+            seen = time.monotonic()
+            block_times.append(block["time_ms"])
+            for h in block["txs"]:
+                committed[h] = seen
+        time.sleep(0.05)
+    finality = sorted(committed[h] - submitted[h] for h in committed if h in submitted)
+    commit_times = sorted(committed.values())
+    span = (commit_times[-1] - commit_times[0]) if len(commit_times) > 1 else 0
+    intervals = [(b - a) / 1000 for a, b in itertools.pairwise(block_times)]
+    return {
+        "validators": len(apis),
+        "tx_per_s": round(len(committed) / span, 1) if span else 0.0,
+        "finality_p50_s": round(statistics.median(finality), 3) if finality else None,
+        "finality_p99_s": round(finality[int(0.99 * (len(finality) - 1))], 3)
+        if finality else None,
+        "block_interval_s": round(statistics.median(intervals), 3) if intervals else None,
+        "txs_submitted": len(submitted), "txs_committed": len(committed),
+        "txs_rejected": rejected[0], "blocks": len(block_times),
+        "seconds": round(time.monotonic() - start, 1),
+    }
+
+
+if __name__ == "__main__":
+    main()
