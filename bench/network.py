@@ -65,7 +65,8 @@ def main() -> None:
     apis = [f"127.0.0.1:{base + 2 * i + 1}" for i in range(args.validators)]
     procs = [subprocess.Popen([JEVONS, "node", "start", "--home", str(tmp / "net" / f"node{i}"),
                                "--log-level", "info"],
-                              stdout=subprocess.DEVNULL, stderr=open(tmp / f"node{i}.log", "wb"))
+                              stdout=subprocess.DEVNULL,
+                              stderr=open(tmp / f"node{i}.log", "wb"))  # noqa: SIM115
              for i in range(args.validators)]
     try:
         result = run(args, keys, apis)
