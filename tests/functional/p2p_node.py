@@ -11,7 +11,7 @@ one command per stdin line with one JSON line on stdout:
                                                   -> {"event": "received", "count": n,
                                                       "seconds": first-to-last, "ok": bool}
     {"cmd": "wait_topic_peers", "count": N, "timeout": T} -> {"event": "topic_peers", ...}
-    {"cmd": "request", "peer": ID, "size": S, "repeat": R}
+    {"cmd": "request", "peer": ID, "size": S, "repeat": R, "protocol": P (default echo)}
                                                   -> {"event": "requested", "seconds": [...]}
     {"cmd": "quit"}                               -> exits 0 (so does EOF on stdin)
 """
@@ -107,12 +107,13 @@ async def handle(node: P2PNode, inbox: Inbox, cmd: dict[str, Any]) -> bool:
             emit(event="topic_peers", ok=True, peers=peers)
     elif name == "request":
         payload = os.urandom(cmd["size"])
+        protocol = cmd.get("protocol", ECHO)
         seconds = []
         for _ in range(cmd.get("repeat", 1)):
             start = time.perf_counter()
-            response = await node.request(cmd["peer"], ECHO, payload, 30.0, MAX_REQUEST)
+            response = await node.request(cmd["peer"], protocol, payload, 30.0, MAX_REQUEST)
             seconds.append(time.perf_counter() - start)
-            if response != payload:
+            if protocol == ECHO and response != payload:
                 raise SystemExit("echo mismatch")
         emit(event="requested", seconds=seconds)
     elif name == "quit":

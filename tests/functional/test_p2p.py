@@ -23,6 +23,7 @@ import trio
 from node.keys import peer_id_from_seed
 from node.p2p import (
     MAX_GOSSIP_BYTES,
+    GossipParams,
     GossipTooLarge,
     P2PNode,
     PeerPolicy,
@@ -105,6 +106,10 @@ def test_three_nodes_gossip_through_the_hub_whose_validator_gates_it() -> None:
                 assert (counters.rejected, counters.validator_errors) == (1, 1)
                 with pytest.raises(GossipTooLarge):
                     await b.publish(TOPIC, bytes(MAX_GOSSIP_BYTES + 1))
+                c.unsubscribe(TOPIC)
+                with trio.fail_after(STEP_TIMEOUT):
+                    while c.peer_id in hub.topic_peers(TOPIC):
+                        await trio.sleep(0.01)
 
     run(scenario)
 
@@ -165,6 +170,60 @@ def test_bad_requests_get_the_peer_reported_then_banned() -> None:
                 await server.request(client.peer_id, "/t/echo/1", b"x", 2.0, 64)
             with pytest.raises((PeerUnavailable, ProtocolError)):
                 await client.request(server.peer_id, "/t/echo/1", b"x", 2.0, 64)
+
+    run(scenario)
+
+
+def test_a_plaintext_dialer_is_refused() -> None:
+    """py-libp2p's default hosts accept /plaintext/2.0.0, under which a dialer can claim any
+    peer id; ours speak Noise only."""
+    import multiaddr
+    from libp2p import new_host
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.network.exceptions import SwarmException
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+    from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+
+    async def scenario() -> None:
+        node = P2PNode(seed(14))
+        key_pair = create_new_key_pair(seed(15))
+        intruder = new_host(key_pair=key_pair,
+                            sec_opt={PLAINTEXT_PROTOCOL_ID: InsecureTransport(key_pair)})
+        async with node.running(), intruder.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+            target = info_from_p2p_addr(multiaddr.Multiaddr(node.listen_addrs()[0]))
+            with pytest.raises(SwarmException) as refused, trio.fail_after(STEP_TIMEOUT):
+                await intruder.connect(target)
+            assert "failed to negotiate the secure protocol" in str(refused.value.__cause__)
+            assert node.peers() == []
+
+    run(scenario)
+
+
+def test_a_connection_whose_close_was_interrupted_is_replaced() -> None:
+    """A close cancelled half-way leaves py-libp2p a closed connection still listed (its
+    `connect` then returns at once, connected to nothing). The redialer and `request`
+    clean it up and dial again."""
+    from libp2p.peer.id import ID
+
+    async def scenario() -> None:
+        server = P2PNode(seed(16))
+        server.set_handler("/t/echo/1", echo, max_request=1024)
+        async with server.running():
+            client = P2PNode(seed(17), bootstrap=server.listen_addrs(),
+                             policy=PeerPolicy(redial_initial_s=0.05))
+            async with client.running():
+                for attempt in range(2):  # first the redialer, then request, recovers
+                    await client.wait_for_peers(1, STEP_TIMEOUT)
+                    swarm = client._require().host.get_network()
+                    [connection] = swarm.get_connections(ID.from_base58(server.peer_id))
+                    with trio.CancelScope() as interrupted:
+                        interrupted.cancel()
+                        await connection.close()
+                    assert connection.is_closed and swarm.get_connections()
+                    if attempt == 1:
+                        got = await client.request(server.peer_id, "/t/echo/1", b"hi", 5.0, 64)
+                        assert got == b"hi"
+                await client.wait_for_peers(1, STEP_TIMEOUT)
 
     run(scenario)
 
@@ -254,14 +313,36 @@ def test_burst_from_another_process_is_delivered_completely(tmp_path: Path) -> N
             reply = await publisher.call(cmd="wait_topic_peers", count=1,
                                          timeout=STEP_TIMEOUT)
             assert reply["ok"], reply
-            await publisher.call(cmd="publish", count=BURST, size=100, deadline=40.0)
+            await publisher.call(cmd="publish", count=BURST, size=100, deadline=60.0)
             assert await inbox.wait_until(lambda: len(inbox.times) >= BURST, 20.0), \
                     f"{len(inbox.times)} of {BURST} delivered"
             indices = sorted(int.from_bytes(d[:4], "big") for d in inbox.payloads())
             assert indices == list(range(BURST))
             assert receiver.counters(TOPIC).dropped == 0
 
-    run(scenario, budget=90.0)
+    run(scenario, budget=120.0)
+
+
+def test_a_peer_that_stops_reading_is_dropped_not_waited_on(tmp_path: Path) -> None:
+    """SIGSTOP a subscriber: once its outbound queue stays full for the publish timeout it
+    is disconnected, and publishing goes on at full speed."""
+
+    async def scenario() -> None:
+        publisher = P2PNode(seed(12), gossip=GossipParams(publish_timeout_s=1.0))
+        publisher.subscribe(TOPIC, lambda p, d: True, Inbox().deliver)
+        async with publisher.running(), child(tmp_path / "stopped.log", seed(13),
+                                              bootstrap=tuple(publisher.listen_addrs())) as kid:
+            await publisher.wait_for_topic_peers(TOPIC, 1, STEP_TIMEOUT)
+            kid.proc.send_signal(signal.SIGSTOP)
+            try:
+                with trio.fail_after(STEP_TIMEOUT):
+                    for i in range(100):
+                        await publisher.publish(TOPIC, i.to_bytes(4, "big") + bytes(200_000))
+                assert kid.ready["peer_id"] not in publisher.peers()
+            finally:
+                kid.proc.send_signal(signal.SIGCONT)
+
+    run(scenario)
 
 
 def test_killed_peer_is_redialed_when_it_restarts(tmp_path: Path) -> None:

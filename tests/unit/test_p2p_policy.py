@@ -1,0 +1,113 @@
+"""node/p2p pieces that need no network: misbehaviour scores and bans (fake clock), message
+ids, names, settings checks and the libp2p log format. Fast; not marked functional."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+from libp2p.pubsub.pb import rpc_pb2
+
+from node.errors import ConfigError
+from node.keys import peer_id_from_seed
+from node.p2p import GossipParams, P2PError, P2PNode, PeerPolicy, protocol_id, topic_name
+from node.p2p.gossip import message_id
+from node.p2p.logs import LIBP2P_LOGGER, _AdapterHandler, configure_libp2p_logging
+from node.p2p.peers import BAD_FRAME_WEIGHT, PeerBook
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def book(clock: FakeClock) -> PeerBook:
+    return PeerBook(PeerPolicy(ban_threshold=100, score_half_life_s=60, ban_s=300), clock)
+
+
+def test_scores_halve_every_half_life() -> None:
+    clock = FakeClock()
+    peers = book(clock)
+    assert not peers.report("p", 40)
+    clock.now += 60
+    assert peers.score("p") == pytest.approx(20)
+    clock.now += 120
+    assert peers.score("p") == pytest.approx(5)
+
+
+def test_two_bad_frames_close_together_ban_and_the_ban_expires() -> None:
+    clock = FakeClock()
+    peers = book(clock)
+    assert not peers.report("p", BAD_FRAME_WEIGHT)
+    clock.now += 30
+    assert peers.report("p", BAD_FRAME_WEIGHT)  # 60 * 0.5**0.5 + 60 = 102
+    assert peers.is_banned("p") and peers.banned() == ["p"]
+    assert not peers.report("p", BAD_FRAME_WEIGHT)  # already banned: not banned again
+    clock.now += 299
+    assert peers.ban_left("p") == pytest.approx(1)
+    clock.now += 1
+    assert not peers.is_banned("p") and peers.banned() == []
+
+
+def test_two_bad_frames_far_apart_do_not_ban() -> None:
+    clock = FakeClock()
+    peers = book(clock)
+    peers.report("p", BAD_FRAME_WEIGHT)
+    clock.now += 60
+    assert not peers.report("p", BAD_FRAME_WEIGHT)  # 30 + 60 < 100
+    assert peers.score("p") == pytest.approx(90)
+
+
+def test_message_id_covers_topic_and_data() -> None:
+    def msg(topic: str, data: bytes, seqno: bytes) -> rpc_pb2.Message:
+        return rpc_pb2.Message(data=data, topicIDs=[topic], seqno=seqno)
+
+    assert message_id(msg("a", b"x", b"1")) == message_id(msg("a", b"x", b"2"))
+    assert message_id(msg("a", b"x", b"1")) != message_id(msg("b", b"x", b"1"))
+    assert message_id(msg("a", b"x", b"1")) != message_id(msg("a", b"y", b"1"))
+
+
+def test_names_follow_the_convention_and_refuse_bad_parts() -> None:
+    assert topic_name("jevons-t1", "tx") == "/jevons/jevons-t1/tx/1"
+    assert protocol_id("jevons-t1", "sync", 2) == "/jevons/jevons-t1/sync/2"
+    for chain, part in (("", "tx"), ("a/b", "tx"), ("c", "t x"), ("c", "")):
+        with pytest.raises(ConfigError):
+            topic_name(chain, part)
+
+
+def test_node_settings_are_checked_at_construction() -> None:
+    seed = bytes(range(32))
+    assert P2PNode(seed).peer_id == peer_id_from_seed(seed)
+    with pytest.raises(P2PError, match="32 bytes"):
+        P2PNode(b"short")
+    with pytest.raises(ConfigError, match="bootstrap"):
+        P2PNode(seed, bootstrap=["/ip4/127.0.0.1/tcp/1"])  # no /p2p/<id>
+    with pytest.raises(ConfigError, match="listen"):
+        P2PNode(seed, listen="/ip4/127.0.0.1/udp/1")
+    with pytest.raises(ConfigError, match="queue_high_water"):
+        GossipParams(queue_high_water=32)
+    with pytest.raises(P2PError, match="start with '/'"):
+        P2PNode(seed).set_handler("sync", lambda p, r: r, max_request=1)  # type: ignore[arg-type,return-value]
+
+
+def test_libp2p_warnings_carry_time_level_and_logger() -> None:
+    configure_libp2p_logging()
+    logger = logging.getLogger(LIBP2P_LOGGER)
+    [handler] = [h for h in logger.handlers if isinstance(h, _AdapterHandler)]
+    stream = io.StringIO()
+    old = handler.setStream(stream)
+    try:
+        logging.getLogger("libp2p.pubsub.pubsub").warning("fail to deliver")
+        logging.getLogger("libp2p.network.auto_connector").info("AUTO_CONNECTOR_STATE")
+        logging.getLogger("libp2p.transport.tcp.tcp").error("Failed to open TCP stream: x")
+    finally:
+        handler.setStream(old)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    assert lines[0].endswith("WARNING libp2p.pubsub.pubsub: fail to deliver")
+    configure_libp2p_logging()
+    assert len([h for h in logger.handlers if isinstance(h, _AdapterHandler)]) == 1
