@@ -18,6 +18,7 @@ import trio
 
 from consensus.address import address_from_pubkey
 from consensus.bft.engine import EngineState, TimeoutConfig, step
+from consensus.bft.guard import DoubleSignRefused
 from consensus.bft.messages import (
     CastVote,
     Decide,
@@ -230,10 +231,14 @@ class ConsensusHost:
     # --- effects ----------------------------------------------------------------------------
 
     async def _cast(self, effect: CastVote) -> None:
-        if self.signer is None:
+        if self.signer is None or effect.height != self.engine.height:
+            return  # not a validator, or an effect made stale by a decision handled first
+        try:
+            vote = self.signer.sign_vote(Vote(effect.type, effect.height, effect.round,
+                                              effect.block_hash, self.address))
+        except DoubleSignRefused as exc:  # the guard did its job: never sign, never crash
+            log.error("refused to sign: %s", exc)
             return
-        vote = self.signer.sign_vote(Vote(effect.type, effect.height, effect.round,
-                                          effect.block_hash, self.address))
         raw = encode_vote(vote)
         await self.handle(VoteReceived(vote))  # logged (fsynced below) and counted
         if self.wal:
@@ -248,14 +253,19 @@ class ConsensusHost:
             log.warning("could not gossip a consensus message: %s", exc)
 
     async def _propose(self, effect: ProposeBlock) -> None:
-        if self.signer is None:
+        if self.signer is None or effect.height != self.engine.height:
             return
         if effect.block_hash is not None and effect.block_hash in self.candidates:
             block = self.candidates[effect.block_hash][0]
         else:
             block = self._build_block()
-        proposal = self.signer.sign_proposal(Proposal(effect.height, effect.round, block.hash(),
-                                                      effect.pol_round, self.address))
+        try:
+            proposal = self.signer.sign_proposal(Proposal(effect.height, effect.round,
+                                                          block.hash(), effect.pol_round,
+                                                          self.address))
+        except DoubleSignRefused as exc:
+            log.error("refused to sign a proposal: %s", exc)
+            return
         raw = encode_proposal(proposal, block.encode())
         await self.handle(ProposalReceived(proposal, True))
         if self.wal:

@@ -45,7 +45,7 @@ def no_double_signing(net: TestNetwork) -> None:
     for node in net.nodes:
         text = node.log_text()
         assert "equivocated" not in text, node.name
-        assert "DoubleSignRefused" not in text, node.name
+        assert "DoubleSignRefused" not in text and "refused to sign" not in text, node.name
         assert "Traceback" not in text, node.name
 
 
