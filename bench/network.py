@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--rate", type=float, default=0,
+                        help="submit at this many tx/s (0: as fast as the nodes take them)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="jevons-bench-net-"))
     print(f"bench network in {tmp}", file=sys.stderr)
@@ -103,6 +105,9 @@ def run(args: argparse.Namespace, keys: list[PrivateKey], apis: list[str]) -> di
         for b, batch in enumerate(batches):
             if b % args.clients != index:
                 continue
+            if args.rate:  # batch b is due when the rate has "earned" its txs
+                due = start + b * args.batch / args.rate
+                time.sleep(max(0.0, due - time.monotonic()))
             now = time.monotonic()
             with lock:
                 for raw in batch:
@@ -141,6 +146,7 @@ def run(args: argparse.Namespace, keys: list[PrivateKey], apis: list[str]) -> di
         "block_interval_s": round(statistics.median(intervals), 3) if intervals else None,
         "txs_submitted": len(submitted), "txs_committed": len(committed),
         "txs_rejected": rejected[0], "blocks": len(block_times),
+        "offered_rate": args.rate or "max",
         "seconds": round(time.monotonic() - start, 1),
     }
 

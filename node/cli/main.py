@@ -7,7 +7,6 @@ missing path), printed by click.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -131,20 +130,19 @@ def node() -> None:
               help="Single-validator dev chains: demo transfers per block.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
-def node_start(home: Path, blocks: int, txs_per_block: int, log_level: str) -> None:
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="json: one JSON object per line (structured logs).")
+def node_start(home: Path, blocks: int, txs_per_block: int, log_level: str,
+               log_format: str) -> None:
     """Start the node of HOME.
 
     A single-validator dev home produces blocks locally; any other home joins its network
     over libp2p and runs BFT consensus (validator role) or follows it (full, provider).
     """
-    import logging
-
     from node.home import open_home
+    from node.logging_setup import setup_logging
 
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in ("jevons", "node"):  # our loggers; libraries stay at WARNING
-        logging.getLogger(name).setLevel(log_level.upper())
+    setup_logging(log_level, log_format)
     opened = open_home(home)
     if opened.genesis.single_validator_dev_chain:
         from node.runner import run_dev_chain

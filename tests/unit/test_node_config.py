@@ -44,3 +44,16 @@ def test_load_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_bytes(b"\xff\xfe")
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(bad)
+
+
+def test_json_log_lines_are_parseable() -> None:
+    import json
+    import logging
+
+    from node.logging_setup import JsonFormatter
+
+    record = logging.LogRecord("jevons.consensus", logging.INFO, __file__, 1,
+                               "committed block %d", (7,), None)
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["msg"] == "committed block 7" and entry["level"] == "info"
+    assert entry["logger"] == "jevons.consensus" and entry["ts"].endswith("Z")
