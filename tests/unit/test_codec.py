@@ -17,6 +17,11 @@ from consensus.codec import (
     MAX_UINT64,
     decode,
     encode,
+    expect_array,
+    expect_bytes,
+    expect_int,
+    expect_list,
+    expect_str,
 )
 from consensus.errors import DecodeError
 from consensus.tx import Transfer, Tx
@@ -328,6 +333,37 @@ def test_encode_refuses_types_without_a_canonical_form(value: object) -> None:
         encode([1, [value]])
 
 
+@pytest.mark.parametrize("value", ["abc", 5, b"abc", None, {"a": 1}])
+def test_encode_refuses_a_top_level_non_array(value: object) -> None:
+    with pytest.raises(DecodeError, match="top level"):
+        encode(value)  # type: ignore[arg-type]
+
+
+def test_field_helpers_check_type_before_length() -> None:
+    with pytest.raises(DecodeError, match="expected array"):
+        expect_list("ab", 2, "pair")
+    with pytest.raises(DecodeError, match="expected array"):
+        expect_list((1, 2), 2, "pair")
+    assert expect_list([1, 2], 2, "pair") == [1, 2]
+    with pytest.raises(DecodeError, match="expected array"):
+        expect_array(b"abc", "items", 5)
+    with pytest.raises(DecodeError, match="limit"):
+        expect_array([1, 2, 3], "items", 2)
+    with pytest.raises(DecodeError, match="expected integer"):
+        expect_int(True, "flag")
+    with pytest.raises(DecodeError, match="outside"):
+        expect_int(5, "n", 0, 4)
+    with pytest.raises(DecodeError, match="expected bytes"):
+        expect_bytes(bytearray(b"ab"), "blob")
+    with pytest.raises(DecodeError, match="limit"):
+        expect_bytes(b"abcde", "blob", max_len=4)
+    assert expect_bytes(b"abcd", "blob", max_len=4) == b"abcd"
+    with pytest.raises(DecodeError, match="expected string"):
+        expect_str(b"s", "name")
+    with pytest.raises(DecodeError, match="limit"):
+        expect_str("s" * 65, "name")
+
+
 def test_encode_refuses_nesting_that_decode_would_refuse() -> None:
     with pytest.raises(DecodeError, match="nesting"):
         encode(nest(MAX_DEPTH + 1))
@@ -367,7 +403,8 @@ BAD_TX_FIELDS = {
     "version as str": replaced(VALID_TX_FIELDS, 0, "1"),
     "chain id as bytes": replaced(VALID_TX_FIELDS, 1, CHAIN_ID.encode()),
     "chain id too long": replaced(VALID_TX_FIELDS, 1, "c" * 49),
-    "unknown kind": replaced(VALID_TX_FIELDS, 2, 2),
+    "unknown kind": replaced(VALID_TX_FIELDS, 2, 200),
+    "kind of another body": replaced(VALID_TX_FIELDS, 2, 2),
     "kind 256": replaced(VALID_TX_FIELDS, 2, 256),
     "negative kind": replaced(VALID_TX_FIELDS, 2, -1),
     "pubkey 31 bytes": replaced(VALID_TX_FIELDS, 3, SENDER.public[:31]),

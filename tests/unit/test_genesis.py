@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from consensus.address import to_bech32
 from consensus.errors import InvalidGenesis
 from consensus.params import MAX_AMOUNT, ChainParams
+from genesis import document
 from genesis.document import (
     CHAIN_ID_RE,
     Genesis,
@@ -199,7 +200,9 @@ BAD_DOCS: dict[str, tuple[Mutation, str]] = {
     "time as a number": (set_path(("genesis_time",), 1_700_000_000), "genesis_time"),
     "time empty": (set_path(("genesis_time",), ""), "genesis_time"),
     "dev flag not a bool": (set_path(("single_validator_dev_chain",), 1),
-                            "single_validator_dev_chain"),
+                            "single_validator_dev_chain: expected true or false"),
+    "dev flag as a string": (set_path(("single_validator_dev_chain",), "false"),
+                             "single_validator_dev_chain: expected true or false"),
     "float balance": (set_path(("accounts", 0, "balance"), 1e6), r"accounts\[0\]\.balance"),
     "float stake": (set_path(("validators", 0, "stake"), 10.0), r"validators\[0\]\.stake"),
     "float param": (set_path(("params", "block_reward"), 2e6), "params.block_reward"),
@@ -233,8 +236,10 @@ BAD_DOCS: dict[str, tuple[Mutation, str]] = {
     "three validators": (_three_validators, "validators: 3 given"),
     "no validators": (set_path(("validators",), []), "validators: 0 given"),
     "dev flag with two": (_dev_with_two, "exactly 1 validator, got 2"),
-    "validators not a list": (set_path(("validators",), {}), "validators"),
-    "accounts not a list": (set_path(("accounts",), {}), "accounts"),
+    "validators not a list": (set_path(("validators",), {}), "validators: expected a list"),
+    "accounts not a list": (set_path(("accounts",), {}), "accounts: expected a list"),
+    "stake below the minimum": (set_path(("params", "min_validator_stake"), 11),
+                                r"validators\[0\]\.stake: 10 is below params.min_validator"),
     "account not an object": (set_path(("accounts", 0), []), r"accounts\[0\]"),
     "params not an object": (set_path(("params",), []), "params"),
     "total supply overflow": (_overflow, "total supply"),
@@ -341,6 +346,15 @@ def test_good_text_is_accepted(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InvalidGenesis, match="no such file"):
         load_genesis(tmp_path / "absent.json")
+
+
+def test_file_over_the_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, GOOD_TEXT)
+    monkeypatch.setattr(document, "MAX_GENESIS_BYTES", len(GOOD_TEXT.encode()) - 1)
+    with pytest.raises(InvalidGenesis, match="limit is"):
+        load_genesis(path)
+    monkeypatch.setattr(document, "MAX_GENESIS_BYTES", len(GOOD_TEXT.encode()))
+    assert load_genesis(path) == NET.genesis
 
 
 def test_directory_instead_of_file(tmp_path: Path) -> None:

@@ -109,7 +109,7 @@ def _unknown_sender(chain: Chain) -> bytes:
 
 
 def _unknown_kind(chain: Chain) -> bytes:
-    fields = [1, chain.state.chain_id, 2, chain.net.user_keys[0].public, 1, MIN_FEE,
+    fields = [1, chain.state.chain_id, 200, chain.net.user_keys[0].public, 1, MIN_FEE,
               [addr(chain.net.user_keys[1]), 5], bytes(64)]
     return encode(fields)
 
@@ -201,6 +201,11 @@ def test_rule_rejects_a_block_after_valid_txs(chain: Chain, case: Case) -> None:
 def test_oversized_tx_is_refused_before_decoding(chain: Chain) -> None:
     with pytest.raises(MalformedTx, match="limit"):
         decode_tx(_oversized(chain), chain.params)
+
+
+def test_unknown_kind_is_malformed(chain: Chain) -> None:
+    with pytest.raises(MalformedTx, match="unknown transaction kind 200"):
+        decode_tx(_unknown_kind(chain), chain.params)
 
 
 def test_exact_balance_is_spendable(chain: Chain) -> None:
