@@ -1,8 +1,8 @@
 """Block headers and blocks.
 
 Header (canonical array, its SHA-256 is the block hash):
-    [chain_id, height, time_ms, prev_hash, last_commit_hash, tx_root, state_root,
-     validators_hash, proposer]
+    [chain_id, height, time_ms, prev_hash, last_commit_hash, tx_root, evidence_root,
+     state_root, validators_hash, proposer]
 `state_root` is the root of the state after block height-1 (so a proposer can build a
 header before executing its own block); `prev_hash` of block 1 is the genesis hash.
 Block: [header, txs (each the raw canonical tx bytes), evidence, last_commit].
@@ -37,21 +37,23 @@ class Header:
     prev_hash: bytes
     last_commit_hash: bytes
     tx_root: bytes
+    evidence_root: bytes
     state_root: bytes
     validators_hash: bytes
     proposer: bytes
 
     def to_fields(self) -> list:
         return [self.chain_id, self.height, self.time_ms, self.prev_hash, self.last_commit_hash,
-                self.tx_root, self.state_root, self.validators_hash, self.proposer]
+                self.tx_root, self.evidence_root, self.state_root, self.validators_hash,
+                self.proposer]
 
     def hash(self) -> bytes:
         return sha256(encode(self.to_fields()))
 
     @classmethod
     def from_fields(cls, value: object) -> Header:
-        (chain_id, height, time_ms, prev_hash, last_commit_hash, tx_root, state_root,
-         validators_hash, proposer) = expect_list(value, 9, "header")
+        (chain_id, height, time_ms, prev_hash, last_commit_hash, tx_root, evidence_root,
+         state_root, validators_hash, proposer) = expect_list(value, 10, "header")
         return cls(
             chain_id=expect_str(chain_id, "header.chain_id", MAX_CHAIN_ID_LEN),
             height=expect_int(height, "header.height", 1),
@@ -59,6 +61,7 @@ class Header:
             prev_hash=expect_bytes(prev_hash, "header.prev_hash", HASH_LEN),
             last_commit_hash=expect_bytes(last_commit_hash, "header.last_commit_hash", HASH_LEN),
             tx_root=expect_bytes(tx_root, "header.tx_root", HASH_LEN),
+            evidence_root=expect_bytes(evidence_root, "header.evidence_root", HASH_LEN),
             state_root=expect_bytes(state_root, "header.state_root", HASH_LEN),
             validators_hash=expect_bytes(validators_hash, "header.validators_hash", HASH_LEN),
             proposer=expect_bytes(proposer, "header.proposer", ADDRESS_LEN),
@@ -68,6 +71,11 @@ class Header:
 def tx_root(txs: list[bytes]) -> bytes:
     """Merkle root over the transaction hashes, in block order."""
     return merkle_root([sha256(raw) for raw in txs])
+
+
+def evidence_root(evidence: list[bytes]) -> bytes:
+    """Merkle root over the encoded evidence, so the block hash covers it too."""
+    return merkle_root(list(evidence))
 
 
 @dataclass(frozen=True, slots=True)

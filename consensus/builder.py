@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consensus.block import Block, Header, tx_root
+from consensus.block import Block, Header, evidence_root, tx_root
 from consensus.errors import InvalidTx
 from consensus.hashing import sha256
 from consensus.params import ChainParams
@@ -50,6 +50,7 @@ def build_block(state: State, txs: list[bytes], proposer: bytes, time_ms: int,
         prev_hash=state.last_block_hash,
         last_commit_hash=last_commit.hash(),
         tx_root=tx_root(txs),
+        evidence_root=evidence_root(list(evidence)),
         state_root=state.root(),
         validators_hash=validators_hash(state.validators),
         proposer=proposer,

@@ -7,7 +7,7 @@ modified, so a block that fails half-way leaves nothing behind.
 
 from __future__ import annotations
 
-from consensus.block import Block, tx_root
+from consensus.block import Block, evidence_root, tx_root
 from consensus.crypto import verify_signature
 from consensus.errors import (
     AmountOverflow,
@@ -84,6 +84,8 @@ def process_header(state: State, block: Block) -> None:
         raise InvalidBlock("last_commit_hash does not match the block's last commit")
     if h.tx_root != tx_root(list(block.txs)):
         raise InvalidBlock("tx_root does not match the block's transactions")
+    if h.evidence_root != evidence_root(list(block.evidence)):
+        raise InvalidBlock("evidence_root does not match the block's evidence")
     if len(block.txs) > state.params.max_block_txs:
         raise InvalidBlock(f"{len(block.txs)} txs, limit is {state.params.max_block_txs}")
 

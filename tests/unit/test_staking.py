@@ -202,3 +202,21 @@ def test_genesis_refuses_a_validator_below_the_minimum_stake() -> None:
     doc["validators"][2]["stake"] = doc["params"]["min_validator_stake"] - 1
     with pytest.raises(InvalidGenesis, match=r"validators\[2\]\.stake: .* below"):
         parse_genesis(json.loads(json.dumps(doc)))
+
+
+def test_block_hash_covers_evidence() -> None:
+    """Evidence changes state (slashing), so a block whose evidence differs from what its
+    header commits to is refused: one hash, one state."""
+    from consensus.block import Block
+
+    chain = Chain(net4())
+    accept(chain)
+    evidence = equivocation(chain, chain.net.validator_keys[2]).encode()
+    with_ev = _with_evidence(chain, [evidence])
+    stripped = Block(with_ev.header, with_ev.txs, (), with_ev.last_commit)
+    added = _with_evidence(chain, [])
+    added = Block(added.header, added.txs, (evidence,), added.last_commit)
+    for block in (stripped, added):
+        with pytest.raises(InvalidBlock, match="evidence_root"):
+            chain.apply(block)
+    assert chain.apply(with_ev).supply.slashed > 0
