@@ -55,6 +55,10 @@ Handler = Callable[[str, bytes], Awaitable[bytes]]
 class _Truncated(ProtocolError):
     """The stream ended cleanly before the announced number of bytes arrived."""
 
+    def __init__(self, message: str, received: int) -> None:
+        super().__init__(message)
+        self.received = received
+
 
 @dataclass(frozen=True)
 class Route:
@@ -76,7 +80,7 @@ async def read_exactly(stream: INetStream, n: int) -> bytes:
         except EOFError:
             chunk = b""
         if not chunk:
-            raise _Truncated(f"stream ended after {len(buf)} of {n} bytes")
+            raise _Truncated(f"stream ended after {len(buf)} of {n} bytes", len(buf))
         buf += chunk
     return bytes(buf)
 
@@ -115,7 +119,10 @@ async def serve(stream: INetStream, route: Route, report_bad: Callable[[str, str
                   route.timeout_s)
         await abort(stream)
     except _Truncated as exc:
-        report_bad(peer, f"truncated request on {route.protocol}: {exc}")
+        if exc.received:  # some bytes, then silence: a malformed request
+            report_bad(peer, f"truncated request on {route.protocol}: {exc}")
+        else:  # nothing at all: the requester stopped or restarted, which is no offence
+            log.debug("empty request on %s from %s", route.protocol, peer)
         await abort(stream)
     except Exception as exc:  # the requester went away (reset, EOF, closed connection)
         log.debug("request on %s from %s failed: %r", route.protocol, peer, exc)
