@@ -154,8 +154,20 @@ def node_start(home: Path, blocks: int, txs_per_block: int, log_level: str,
     from node.runtime.node import run_node
 
     start = opened_height(opened)
-    height = trio.run(run_node, opened, None, start + blocks if blocks else 0)
+    try:
+        height = trio.run(run_node, opened, None, start + blocks if blocks else 0)
+    except BaseExceptionGroup as group:  # trio wraps task errors; show ours as one line
+        raise first_jevons_error(group) or group from None
     click.echo(f"stopped at height {height}")
+
+
+def first_jevons_error(group: BaseExceptionGroup) -> JevonsError | None:
+    for exc in group.exceptions:
+        if isinstance(exc, JevonsError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup) and (found := first_jevons_error(exc)):
+            return found
+    return None
 
 
 def opened_height(home) -> int:

@@ -129,3 +129,24 @@ def test_testnet_refuses_a_non_empty_out_dir(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "already exists and is not empty" in error_line(result)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_corrupt_wal_stops_the_node_with_one_line(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    from tests.functional.framework import free_port_block
+
+    out = tmp_path / "net"
+    jevons("testnet", "--out", out, "--base-port", str(free_port_block(8)), check=True)
+    wal = out / "node0" / "data" / "consensus.wal"
+    first, second = b"\x92\x01\x01", b"a later record"
+    wal.write_bytes(struct.pack(">II", len(first), zlib.crc32(first) ^ 1) + first
+                    + struct.pack(">II", len(second), zlib.crc32(second)) + second)
+    before = wal.read_bytes()
+    result = jevons("node", "start", "--home", out / "node0", timeout=60)
+    assert result.returncode == 1
+    line = [x for x in result.stderr.splitlines() if x.startswith("Error:")]
+    assert line and "consensus.wal is corrupt at byte 0" in line[0]
+    assert "Traceback" not in result.stderr
+    assert wal.read_bytes() == before  # never "repaired" behind the operator's back
