@@ -134,7 +134,7 @@ class NodeServices:
                                          REQUEST_TIMEOUT_S, self.host.params.max_block_bytes + 64)
             items = wire.decode(raw, self.host.params.max_block_bytes + 64)
             return items[0] if items and isinstance(items[0], bytes) else None
-        except Exception as exc:  # any transport error: the block may come again
+        except (NodeError, DecodeError) as exc:  # transport or peer error: it may come again
             log.info("could not fetch block %s from %s: %s", block_hash.hex()[:12], peer, exc)
             return None
 
@@ -188,7 +188,9 @@ class NodeServices:
             for peer in self.net.peers():
                 try:
                     await self._sync_from(peer)
-                except Exception as exc:  # a bad or gone peer: try the next one
+                except DecodeError as exc:  # garbage from a peer: count it against it
+                    self.net.report_bad(peer, f"undecodable sync response: {exc}")
+                except NodeError as exc:  # gone, slow or refusing: try the next one
                     log.info("sync from %s failed: %s", peer, exc)
             self.catching_up = False
 
