@@ -3,10 +3,12 @@
 For each size n (A, B: n x n int8), times, as medians over several runs on one device:
 - compute_s: the provider's exact product (kernels.matmul.int8_matmul; a local chunked
   float32 product if kernels is missing), and a plain float32 GEMM of the same size;
-- verify_s: everything one verifier does for the job once it holds A and B (cached as
-  float32, `prepare_s` once per job): derive the challenge from the seed, decode the
-  provider's answer bytes (k_rows opened rows with Merkle proofs), check the proofs, one
-  exact pass over B for the batched challenge vectors, the opened-row Freivalds checks;
+- prepare_s: the verifier converting B from int8 to the float form its pass reads (float64
+  by default, --dtype), once per job (or once per B, when jobs share B such as weights);
+- verify_s: everything one verifier does for the job once it holds A and B (B in that
+  form): derive the challenge from the seed, decode the provider's answer bytes (k_rows
+  opened rows with Merkle proofs), check the proofs, one exact pass over B for the batched
+  challenge vectors, the opened-row Freivalds checks;
 - verify_y_s: the same plus y = C R for every row checked against A (B R) (one pass over A).
 Prints one JSON line per size with n, device, compute_s, verify_s, ratio (verify_s /
 compute_s), false_accept_bound (an output wrong in every row, or any wrong opened row:
@@ -35,13 +37,13 @@ if str(ROOT) not in sys.path:
 
 from verifier import (  # noqa: E402
     MatmulAnswer,
-    RowTree,
     challenge_seed,
     decode_openings,
     derive_challenge,
     encode_openings,
+    exact_matmul,
     judge_matmul,
-    matmul_row_format,
+    matmul_tree,
     prepare_matmul,
     spot_check_bound,
 )
@@ -126,20 +128,22 @@ def bench_size(n: int, device: Device, args: argparse.Namespace) -> dict[str, An
     b = rng.integers(-128, 128, size=(n, n), dtype=np.int8)
     runs = args.runs if n < 8192 or xp is not np else max(1, args.runs_8192)
     compute_s, float32_s, c = time_provider(a, b, device, runs)
-    tree = RowTree(c, matmul_row_format(n))  # the provider's commitment, kept to open rows
+    tree = matmul_tree(c, n)  # the provider's commitment, kept to open rows
     root = tree.root
     seed = challenge_seed(hashlib.sha256(b"a later block").digest(), root, b"verifier-0")
     params = (n, n, args.vectors, args.rows, args.entry_bits)
     challenge = derive_challenge(seed, *params)
     answer = encode_openings(tree.open(challenge.rows))
-    y = c @ challenge.vectors
-    prepare_s, inputs = timed(lambda: prepare_matmul(a, b, xp=xp, with_a=True), device, 1)
+    y = exact_matmul(c.astype(np.float64), challenge.vectors, n << 14)  # C R, exact
+    dtype = np.dtype(args.dtype)
+    prepare_s, inputs = timed(lambda: prepare_matmul(a, b, dtype, xp), device, 1)
+    with_a = prepare_matmul(a, b, dtype, xp, with_a=True)
 
     def verify(with_y: bool) -> bool:
         ch = derive_challenge(seed, *params)
         openings = decode_openings(answer, ch.k_rows, n * 8)
-        verdict = judge_matmul(inputs, root, MatmulAnswer(tuple(openings),
-                                                          y if with_y else None), ch)
+        verdict = judge_matmul(with_a if with_y else inputs, root,
+                               MatmulAnswer(tuple(openings), y if with_y else None), ch)
         return verdict.valid
 
     verify_s, ok = timed(lambda: verify(False), device, args.verify_runs)
@@ -158,9 +162,11 @@ def bench_size(n: int, device: Device, args: argparse.Namespace) -> dict[str, An
         "exact_gflops": round(flops / compute_s / 1e9, 1),
         "float32_gflops": round(flops / float32_s / 1e9, 1),
         "float32_s": round(float32_s, 4), "prepare_s": round(prepare_s, 4),
+        "ratio_with_prepare": round((prepare_s + verify_s) / compute_s, 5),
         "verify_y_s": round(verify_y_s, 5), "ratio_y": round(verify_y_s / compute_s, 5),
         "answer_bytes": len(answer), "k_vectors": args.vectors, "entry_bits": args.entry_bits,
-        "k_rows": args.rows, "runs": runs, "verify_runs": args.verify_runs,
+        "k_rows": args.rows, "verifier_dtype": dtype.name, "runs": runs,
+        "verify_runs": args.verify_runs,
     }
 
 
@@ -176,6 +182,8 @@ def main() -> None:
     parser.add_argument("--vectors", type=int, default=1, help="challenge vectors k")
     parser.add_argument("--entry-bits", type=int, default=32, help="|R| = 2^entry_bits")
     parser.add_argument("--rows", type=int, default=64, help="opened rows per verifier")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                        help="the form the verifier keeps B in (float32: more digit columns)")
     parser.add_argument("--fraction", type=float, default=0.01,
                         help="corrupted-row fraction quoted in false_accept_bound_at_f")
     args = parser.parse_args()
