@@ -5,7 +5,8 @@ float32 so the product runs as a fast BLAS / cuBLAS GEMM, but the reduction over
 split into chunks of `CHUNK` = 1024: in one chunk every partial sum, in whatever order
 the library adds, is an integer of magnitude at most 1024 * 128 * 128 = 2^24, and every
 such integer is exactly representable in float32, so each chunk's result is exact. The
-chunk results are converted to integers and accumulated in int64. See docs/kernels.md.
+chunk results are accumulated in float64 (exact below 2^53) and converted to int64
+once. See docs/kernels.md.
 
 On CUDA the float32 GEMM is forced to full single precision (cuBLAS compute type
 CUBLAS_COMPUTE_32F_PEDANTIC: no TF32 or other reduced-precision tensor-core paths) for
@@ -29,6 +30,7 @@ CHUNK = 1024  # CHUNK * INT8_ABS_MAX**2 <= FLOAT32_EXACT_INT_MAX (tested)
 INT8_ABS_MAX = 128  # |-128|: the largest magnitude an int8 can hold
 FLOAT32_EXACT_INT_MAX = 1 << 24  # every integer of magnitude <= 2^24 is a float32
 MAX_REDUCTION = 1 << 40  # |C| <= k * 2^14 stays far below 2^63 for any k up to this
+FLOAT64_EXACT_REDUCTION = 1 << 39  # k * 2^14 <= 2^53: the float64 accumulator stays exact
 
 
 def check_int8_operands(a: Any, b: Any) -> None:
@@ -79,23 +81,33 @@ def exact_float32_gemm(xp: ModuleType) -> Iterator[None]:
 
 
 def _accumulate_chunks(a: Any, b: Any, xp: ModuleType) -> Any:
-    """Sum over k-chunks of exact float32 GEMMs, accumulated as int64."""
+    """Sum over k-chunks of exact float32 GEMMs, accumulated exactly in float64.
+
+    The operands are converted to float32 once (chunks are views). Each chunk's result is
+    an integer of magnitude <= 2^24; their running sum is an integer of magnitude at most
+    k * 2^14, and float64 holds every integer up to 2^53 exactly,
+    so the float64 accumulator is exact for k <= 2^39 (checked); the one final
+    conversion to int64 is exact too. Adding float32 into float64 in place needs no
+    temporary, which is what keeps the exact product near plain float32 GEMM speed.
+    """
     m, k = a.shape
     n = b.shape[1]
     if k == 0:
         return xp.zeros((m, n), dtype=xp.int64)
+    if k > FLOAT64_EXACT_REDUCTION:
+        raise InvalidKernelInput(f"reduction length {k} exceeds {FLOAT64_EXACT_REDUCTION}")
+    a32 = a.astype(xp.float32)
+    b32 = b.astype(xp.float32)
     acc = None
     with exact_float32_gemm(xp):
         for start in range(0, k, CHUNK):
             stop = min(start + CHUNK, k)
-            part = xp.matmul(a[:, start:stop].astype(xp.float32),
-                             b[start:stop].astype(xp.float32))
-            exact = part.astype(xp.int64)  # an integer of magnitude <= 2^24: exact
+            part = xp.matmul(a32[:, start:stop], b32[start:stop])  # exact: |sums| <= 2^24
             if acc is None:
-                acc = exact
+                acc = part.astype(xp.float64)
             else:
-                acc += exact
-    return acc
+                acc += part  # exact: integers below 2^53
+    return acc.astype(xp.int64)
 
 
 def int8_matmul(a: Any, b: Any, backend: Backend = CPU) -> Any:

@@ -145,7 +145,7 @@ def test_a_backend_with_inexact_gemm_is_refused() -> None:
         out[0, 0] += 1
         return out
     broken = types.SimpleNamespace(**{name: getattr(np, name) for name in
-                                      ("asarray", "float32", "int64", "zeros")},
+                                      ("asarray", "float32", "float64", "int64", "zeros")},
                                    matmul=off_by_one)
     backend = Backend("broken-cpu", broken)  # type: ignore[arg-type]
     with pytest.raises(ExactnessViolation, match="1 of 64 entries"):
