@@ -26,8 +26,9 @@ def network(tmp_path: Path, request: pytest.FixtureRequest):
     net = TestNetwork(tmp_path, **params)
     yield net
     net.stop_all()
-    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-        print(net.dump_logs())
+    call = getattr(request.node, "rep_call", None)  # set by tests/functional/conftest.py
+    if call is not None and call.failed:
+        print(net.dump_logs())  # shown by pytest with the failure
 
 
 def send_transfer(net: TestNetwork, node_index: int, amount: int, wait: bool = True) -> tuple:
