@@ -60,7 +60,19 @@ MAX_PROPOSAL_TXS = 2_000  # measured: 5,000-tx blocks overran the propose timeou
 
 
 class Network(Protocol):
+    """All the host needs of the p2p layer: to gossip."""
+
     async def publish(self, topic: str, data: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A proposed block of the current height: its bytes (kept so the WAL, gossip and the
+    block stream never re-encode it) and the state after it, or None if it is invalid."""
+
+    block: Block
+    raw: bytes
+    after: State | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +101,7 @@ class ConsensusHost:
         self.verifier = ParallelVerifier(self.cache)
         self.mempool = Mempool(self.params, self.chain_id, self.cache)
         self.engine = EngineState(self.address if signer else None, timeouts)
-        self.candidates: dict[bytes, tuple[Block, State | None]] = {}
+        self.candidates: dict[bytes, Candidate] = {}
         self.evidence: dict[bytes, bytes] = {}
         tip = store.tip()
         self.last_commit = (store.get_seen_commit(tip[0]) if tip and tip[0] > 0
@@ -191,8 +203,8 @@ class ConsensusHost:
 
     def _record_of(self, event: Event) -> ev.Record:
         if isinstance(event, ProposalReceived):
-            block = self.candidates.get(event.proposal.block_hash)
-            raw = block[0].encode() if block else b""
+            candidate = self.candidates.get(event.proposal.block_hash)
+            raw = candidate.raw if candidate else b""
             return ev.ProposalRecord(event.proposal, event.valid, raw)
         if isinstance(event, VoteReceived):
             return ev.VoteRecord(event.vote)
@@ -256,23 +268,23 @@ class ConsensusHost:
         if self.signer is None or effect.height != self.engine.height:
             return
         if effect.block_hash is not None and effect.block_hash in self.candidates:
-            block = self.candidates[effect.block_hash][0]
+            candidate = self.candidates[effect.block_hash]
         else:
-            block = self._build_block()
+            candidate = self._build_block()
         try:
             proposal = self.signer.sign_proposal(Proposal(effect.height, effect.round,
-                                                          block.hash(), effect.pol_round,
-                                                          self.address))
+                                                          candidate.block.hash(),
+                                                          effect.pol_round, self.address))
         except DoubleSignRefused as exc:
             log.error("refused to sign a proposal: %s", exc)
             return
-        raw = encode_proposal(proposal, block.encode())
+        raw = encode_proposal(proposal, candidate.raw)
         await self.handle(ProposalReceived(proposal, True))
         if self.wal:
             self.wal.sync()
         await self.publish(raw)
 
-    def _build_block(self) -> Block:
+    def _build_block(self) -> Candidate:
         pending = self.mempool.reap(self.state, min(MAX_PROPOSAL_TXS,
                                                     self.params.max_block_txs))
         self.verifier.verify_raw(pending, self.params.max_tx_bytes)
@@ -288,13 +300,14 @@ class ConsensusHost:
             block = build_block(self.state, txs, self.address, block.header.time_ms,
                                 self.last_commit)
             after = apply_block(self.state, block, self.params, self.cache)
-        self.candidates[block.hash()] = (block, after)
-        return block
+        candidate = Candidate(block, block.encode(), after)
+        self.candidates[block.hash()] = candidate
+        return candidate
 
     def _validate_block(self, raw: bytes, block_hash: bytes) -> bool:
         """valid(v): decodes, has the proposal's hash and applies on our state. Cached."""
         if block_hash in self.candidates:
-            return self.candidates[block_hash][1] is not None
+            return self.candidates[block_hash].after is not None
         try:
             block = Block.decode(raw, self.params.max_block_bytes, self.params.max_block_txs)
         except DecodeError as exc:  # the codec raises nothing else on any input (tested)
@@ -307,13 +320,14 @@ class ConsensusHost:
             after = apply_block(self.state, block, self.params, self.cache)
         except InvalidBlock as exc:
             log.info("proposed block %s is invalid: %s", block_hash.hex()[:12], exc)
-            self.candidates[block_hash] = (block, None)
+            self.candidates[block_hash] = Candidate(block, raw, None)
             return False
-        self.candidates[block_hash] = (block, after)
+        self.candidates[block_hash] = Candidate(block, raw, after)
         return True
 
     async def _commit(self, effect: Decide) -> None:
-        block, after = self.candidates[effect.block_hash]
+        candidate = self.candidates[effect.block_hash]
+        block, after = candidate.block, candidate.after
         if after is None:
             raise RuntimeError(f"decided block {effect.block_hash.hex()} failed validation "
                                "here: this node's state diverged from the network; stopping")

@@ -23,6 +23,7 @@ from consensus.vote import Vote
 from node.errors import NodeError
 from node.runtime import wire
 from node.runtime.host import ConsensusHost, SyncedBlock
+from node.runtime.host import Network as Publisher
 from node.runtime.mempool import MempoolReject
 
 log = logging.getLogger("jevons.net")
@@ -32,8 +33,9 @@ REGOSSIP_INTERVAL_S = 1.0
 MAX_SYNC_RESPONSE_BYTES = 32 * 1024 * 1024
 
 
-class Network(Protocol):
-    async def publish(self, topic: str, data: bytes) -> None: ...
+class Network(Publisher, Protocol):
+    """What the services need of the p2p layer (node.p2p.P2PNode provides it)."""
+
     def subscribe(self, topic: str, validate: Callable[[str, bytes], bool],
                   deliver: Callable[[str, bytes], Awaitable[None]]) -> None: ...
     def set_handler(self, protocol: str, handler: Callable[[str, bytes], Awaitable[bytes]],
@@ -174,7 +176,7 @@ class NodeServices:
         items = wire.decode(request, 64)
         block_hash = items[0] if items and isinstance(items[0], bytes) else b""
         candidate = self.host.candidates.get(block_hash)
-        raw = candidate[0].encode() if candidate else self.host.store.get_block_by_hash(block_hash)
+        raw = candidate.raw if candidate else self.host.store.get_block_by_hash(block_hash)
         return wire.encode([raw] if raw else [])
 
     # --- background -----------------------------------------------------------------------
