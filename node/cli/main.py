@@ -153,9 +153,8 @@ def node_start(home: Path, blocks: int, txs_per_block: int, log_level: str,
 
     from node.runtime.node import run_node
 
-    start = opened_height(opened)
     try:
-        height = trio.run(run_node, opened, None, start + blocks if blocks else 0)
+        height = trio.run(run_node, opened, None, blocks)
     except BaseExceptionGroup as group:  # trio wraps task errors; show ours as one line
         raise first_jevons_error(group) or group from None
     click.echo(f"stopped at height {height}")
@@ -168,14 +167,6 @@ def first_jevons_error(group: BaseExceptionGroup) -> JevonsError | None:
         if isinstance(exc, BaseExceptionGroup) and (found := first_jevons_error(exc)):
             return found
     return None
-
-
-def opened_height(home) -> int:
-    from node.store.blockstore import BlockStore
-
-    with BlockStore.open(home.paths.chain_db) as store:
-        tip = store.tip()
-    return tip[0] if tip else 0
 
 
 @cli.command()

@@ -29,8 +29,9 @@ STATUS_FILE = "status.json"
 
 
 async def run_node(home: Home, timeouts: TimeoutConfig | None = None,
-                   stop_at_height: int = 0) -> int:
-    """Run until a signal (or `stop_at_height` is reached); return the final height."""
+                   blocks: int = 0) -> int:
+    """Run until a signal (or until `blocks` new blocks are committed, when set); return
+    the final height."""
     configure_libp2p_logging()
     genesis = home.genesis
     with BlockStore.open(home.paths.chain_db) as store:
@@ -53,7 +54,8 @@ async def run_node(home: Home, timeouts: TimeoutConfig | None = None,
                 await nursery.start(serve_api, app, home.config.api.listen)
                 log.info("node %s started at height %d as %s; p2p %s", home.config.moniker,
                          host.height, home.config.role, net.listen_addrs())
-                if stop_at_height:
+                if blocks:
+                    stop_at_height = host.height + blocks
                     while host.height < stop_at_height:
                         await host.progress.wait()
                     nursery.cancel_scope.cancel()
