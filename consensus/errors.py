@@ -101,3 +101,38 @@ class InvalidGenesis(JevonsError):
 
 class InvariantViolation(JevonsError):
     """A broken internal invariant (e.g. total supply). The node must stop."""
+
+
+# --- compute market ---------------------------------------------------------------------
+
+
+class InvalidProviderTerms(InvalidTx):
+    """A provider registration with bad kernels, capacity, carbon figure, endpoint or stake."""
+
+
+class InvalidJob(InvalidTx):
+    """A job submission with a bad spec, price, deadline or size."""
+
+
+class UnknownJob(InvalidTx):
+    pass
+
+
+class NotJobProvider(InvalidTx):
+    """A result committed by someone other than the assigned provider."""
+
+
+class WrongJobStatus(InvalidTx):
+    """The job is not in the state this transaction acts on (e.g. already committed)."""
+
+
+class DeadlinePassed(InvalidTx):
+    pass
+
+
+class NotInCommittee(InvalidTx):
+    """A verdict from an address that is not on the job's verification committee."""
+
+
+class DuplicateVerdict(InvalidTx):
+    pass

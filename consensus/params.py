@@ -31,6 +31,22 @@ class ChainParams:
     max_validators: int = 100
     evidence_max_age: int = 100  # blocks
     slash_double_sign_bps: int = 500
+    # --- the compute market ---
+    min_provider_stake: int = 100 * UJEV_PER_JEV
+    max_provider_capacity: int = 64  # jobs a provider may run at once
+    max_job_units: int = 1 << 20  # priced units of work in one job (an 8192^3 product is 2^19)
+    max_job_deadline_blocks: int = 1_000
+    job_queue_blocks: int = 200  # an unassigned job expires (refunded) after this long
+    verify_blocks: int = 30  # verdicts are taken for this long after the challenge is fixed
+    committee_size: int = 5
+    challenge_rows: int = 32  # rows each committee member opens
+    challenge_vectors: int = 2  # Freivalds vectors per member (32-bit entries)
+    verifier_fee_bps: int = 500  # of the payment, shared by the members who voted with it
+    provider_slash_bps: int = 5_000  # of a provider's bond, for an invalid or late result
+    compute_reward_per_unit: int = 1_000  # minted per verified unit of work...
+    compute_reward_halving_blocks: int = 2_000_000  # ...halved every this many blocks
+    newcomer_share_bps: int = 2_000  # assignments reserved for newcomer providers
+    newcomer_jobs: int = 10  # a provider with fewer accepted jobs is a newcomer
 
     def to_fields(self) -> list[int]:
         return [getattr(self, f.name) for f in fields(self)]
@@ -61,13 +77,22 @@ class ChainParams:
         return params
 
     def validate(self) -> None:
-        for name in ("proposer_bonus_bps", "fee_burn_bps", "slash_double_sign_bps"):
+        for name in ("proposer_bonus_bps", "fee_burn_bps", "slash_double_sign_bps",
+                     "verifier_fee_bps", "provider_slash_bps", "newcomer_share_bps"):
             if getattr(self, name) > BPS:
                 raise DecodeError(f"params.{name}: {getattr(self, name)} exceeds {BPS} (100%)")
         if not 1 <= self.max_validators <= 1_000:
             raise DecodeError(f"params.max_validators: {self.max_validators} outside 1..1000")
         if self.min_validator_stake < 1:
             raise DecodeError("params.min_validator_stake must be at least 1")
+        for name in ("min_provider_stake", "max_provider_capacity", "max_job_units",
+                     "max_job_deadline_blocks", "job_queue_blocks", "verify_blocks",
+                     "committee_size", "challenge_rows", "compute_reward_halving_blocks"):
+            if getattr(self, name) < 1:
+                raise DecodeError(f"params.{name} must be at least 1")
+        if self.challenge_vectors > 16 or self.challenge_rows > 4096:
+            raise DecodeError("params.challenge_vectors must be <= 16 and challenge_rows "
+                              "<= 4096")
         if self.max_block_txs < 1:
             raise DecodeError("params.max_block_txs must be at least 1")
         if self.max_tx_bytes < 256:

@@ -21,6 +21,7 @@ from consensus.codec import (
     expect_str,
 )
 from consensus.hashing import HASH_LEN, leaf_hash, merkle_root_of_hashes, sha256
+from consensus.market import Market
 from consensus.params import MAX_AMOUNT, ChainParams
 from consensus.staking import Staking, Validator, validators_hash
 from consensus.tx import MAX_CHAIN_ID_LEN
@@ -144,13 +145,15 @@ class State:
     accounts: dict[bytes, Account] = field(default_factory=dict)
     tree: AccountTree = field(default_factory=AccountTree)
     touched: set[bytes] = field(default_factory=set)  # accounts written since the last copy
+    market: Market = field(default_factory=Market)
 
     def copy(self) -> State:
         """A working copy for applying one block; `touched` starts empty."""
         return State(self.chain_id, self.params, self.genesis_hash, self.height, self.time_ms,
                      self.last_block_hash, self.validators, self.last_validators,
                      Supply(*self.supply.to_fields()), self.next_validators,
-                     self.staking.copy(), dict(self.accounts), self.tree.copy(), set())
+                     self.staking.copy(), dict(self.accounts), self.tree.copy(), set(),
+                     self.market.copy())
 
     def get_account(self, address: bytes) -> Account | None:
         return self.accounts.get(address)
@@ -164,8 +167,10 @@ class State:
         return {v.address: (v.pubkey, v.stake) for v in which}
 
     def total_balances_and_stakes(self) -> int:
-        """Everything that counts toward supply: balances, bonded and unbonding stake."""
-        return sum(a.balance for a in self.accounts.values()) + self.staking.total()
+        """Everything that counts toward supply: balances, bonded and unbonding stake,
+        provider bonds and job escrow."""
+        return (sum(a.balance for a in self.accounts.values()) + self.staking.total()
+                + self.market.total())
 
     def root(self) -> bytes:
         return sha256(encode([
@@ -173,6 +178,7 @@ class State:
             self.last_block_hash, self.tree.root(), validators_hash(self.validators),
             validators_hash(self.last_validators), validators_hash(self.next_validators),
             self.staking.hash(), self.supply.to_fields(), self.params.hash(),
+            self.market.hash(),
         ]))
 
     def meta_fields(self) -> list:
@@ -181,12 +187,13 @@ class State:
                 self.time_ms, self.last_block_hash,
                 [v.to_fields() for v in self.validators],
                 [v.to_fields() for v in self.last_validators], self.supply.to_fields(),
-                [v.to_fields() for v in self.next_validators], self.staking.to_fields()]
+                [v.to_fields() for v in self.next_validators], self.staking.to_fields(),
+                self.market.to_fields()]
 
     @classmethod
     def from_meta(cls, value: object, accounts: dict[bytes, Account]) -> State:
         (chain_id, params, genesis_hash, height, time_ms, last_hash, vals, last_vals,
-         supply, next_vals, staking) = expect_list(value, 11, "state meta")
+         supply, next_vals, staking, market) = expect_list(value, 12, "state meta")
         tree = AccountTree()
         for address in sorted(accounts):
             tree.update(address, accounts[address])
@@ -200,4 +207,5 @@ class State:
                    Supply(*[expect_int(x, "state.supply")
                             for x in expect_list(supply, 4, "supply")]),
                    _validator_tuple(next_vals, "state.next_validators"),
-                   Staking.from_fields(staking), dict(accounts), tree, set())
+                   Staking.from_fields(staking), dict(accounts), tree, set(),
+                   Market.from_fields(market))

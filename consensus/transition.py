@@ -31,6 +31,7 @@ from consensus.errors import (
 )
 from consensus.evidence import DuplicateVoteEvidence
 from consensus.hashing import sha256
+from consensus.market_rules import begin_market_block, end_market_block, process_market_tx
 from consensus.params import BPS, MAX_AMOUNT, ChainParams
 from consensus.sigcache import SigCache
 from consensus.staking import Unbonding, Validator, compute_slash, compute_validator_set
@@ -53,10 +54,14 @@ def apply_block(state: State, block: Block, params: ChainParams,
     process_header(work, block)
     process_last_commit(work, block)
     slashed = process_evidence(work, block, params)
+    begin_market_block(work, block.height, block.header.last_commit_hash, params)
     fees = process_transactions(work, block, params, sig_cache)
+    compute_minted, market_slashed = end_market_block(work, block.height,
+                                                      block.header.time_ms, params)
     process_unbonding(work, block.height)
     minted, burned = process_rewards(work, block.header.proposer, fees, params)
-    check_supply_delta(state, work, minted, burned, slashed)
+    check_supply_delta(state, work, minted + compute_minted, burned,
+                       slashed + market_slashed)
     finish_block(work, block, params)
     return work
 
@@ -169,6 +174,8 @@ def process_tx(state: State, tx: Tx, params: ChainParams) -> int:
         process_stake(state, tx, account, tx.body.amount, params)
     elif isinstance(tx.body, Unstake):
         process_unstake(state, sender, account, tx.body.amount, tx.fee, params)
+    else:
+        process_market_tx(state, tx, account, params)
     return tx.fee
 
 
@@ -344,7 +351,8 @@ def check_supply_delta(before: State, after: State, minted: int, burned: int,
     form of the supply invariant: only touched accounts are summed)."""
     old = sum((before.get_account(a) or Account()).balance for a in after.touched)
     new = sum(after.accounts[a].balance for a in after.touched)
-    delta = new - old + after.staking.total() - before.staking.total()
+    delta = (new - old + after.staking.total() - before.staking.total()
+             + after.market.total() - before.market.total())
     if delta != minted - burned - slashed:
         raise InvariantViolation(f"block changes balances and stake by {delta}, but minted - "
                                  f"burned - slashed = {minted - burned - slashed}")

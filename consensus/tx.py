@@ -17,6 +17,7 @@ from consensus.codec import (
     MAX_INT64,
     decode,
     encode,
+    expect_array,
     expect_bytes,
     expect_int,
     expect_list,
@@ -24,7 +25,8 @@ from consensus.codec import (
 )
 from consensus.crypto import DOMAIN_TX, PUBKEY_LEN, SIG_LEN, PrivateKey, signing_domain
 from consensus.errors import DecodeError
-from consensus.hashing import sha256
+from consensus.hashing import HASH_LEN, sha256
+from consensus.jobs import JobSpec
 
 TX_VERSION = 1
 MAX_CHAIN_ID_LEN = 48
@@ -34,6 +36,10 @@ class TxKind(IntEnum):
     TRANSFER = 1
     STAKE = 2
     UNSTAKE = 3
+    REGISTER_PROVIDER = 4
+    SUBMIT_JOB = 5
+    COMMIT_RESULT = 6
+    POST_VERDICT = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +97,113 @@ class Unstake:
         return cls(expect_int(amount, "unstake.amount", -MAX_INT64, 2**64 - 1))
 
 
-Body = Transfer | Stake | Unstake
-BODY_TYPES: dict[int, type[Transfer] | type[Stake] | type[Unstake]] = {
-    TxKind.TRANSFER: Transfer, TxKind.STAKE: Stake, TxKind.UNSTAKE: Unstake}
+MAX_KERNELS = 8
+MAX_REGION_LEN = 32
+MAX_ENDPOINT_LEN = 256
+MAX_REASON_LEN = 96
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterProvider:
+    """Register the sender as a compute provider, or update its terms: bond `stake` more
+    (0 allowed when already registered), the kernels it runs (sorted), its price in base
+    units per unit of work, how many jobs it runs at once, its region, its declared carbon
+    intensity (gCO2e/kWh) and the libp2p address where it serves openings."""
+
+    stake: int
+    kernels: tuple[str, ...]
+    price: int
+    capacity: int
+    region: str
+    carbon: int
+    endpoint: str
+    KIND: ClassVar[TxKind] = TxKind.REGISTER_PROVIDER
+
+    def to_fields(self) -> list:
+        return [self.stake, list(self.kernels), self.price, self.capacity, self.region,
+                self.carbon, self.endpoint]
+
+    @classmethod
+    def from_fields(cls, value: object) -> RegisterProvider:
+        stake, kernels, price, capacity, region, carbon, endpoint = expect_list(
+            value, 7, "register_provider")
+        return cls(expect_int(stake, "register_provider.stake", -MAX_INT64, 2**64 - 1),
+                   tuple(expect_str(k, "register_provider.kernels", 32)
+                         for k in expect_array(kernels, "register_provider.kernels",
+                                               MAX_KERNELS)),
+                   expect_int(price, "register_provider.price"),
+                   expect_int(capacity, "register_provider.capacity"),
+                   expect_str(region, "register_provider.region", MAX_REGION_LEN),
+                   expect_int(carbon, "register_provider.carbon"),
+                   expect_str(endpoint, "register_provider.endpoint", MAX_ENDPOINT_LEN))
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitJob:
+    """Ask for `spec` to be computed by a provider charging at most `max_price` per unit,
+    within `deadline_blocks` of assignment, by a provider declaring at most `carbon_max`
+    gCO2e/kWh (0: no ceiling). `max_price * units` is escrowed from the sender."""
+
+    spec: JobSpec
+    max_price: int
+    deadline_blocks: int
+    carbon_max: int
+    KIND: ClassVar[TxKind] = TxKind.SUBMIT_JOB
+
+    def to_fields(self) -> list:
+        return [self.spec.to_fields(), self.max_price, self.deadline_blocks, self.carbon_max]
+
+    @classmethod
+    def from_fields(cls, value: object) -> SubmitJob:
+        spec, max_price, deadline, carbon_max = expect_list(value, 4, "submit_job")
+        return cls(JobSpec.from_fields(spec), expect_int(max_price, "submit_job.max_price"),
+                   expect_int(deadline, "submit_job.deadline_blocks"),
+                   expect_int(carbon_max, "submit_job.carbon_max"))
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """The assigned provider's commitment: a Merkle root over the job's output rows."""
+
+    job_id: bytes
+    root: bytes
+    KIND: ClassVar[TxKind] = TxKind.COMMIT_RESULT
+
+    def to_fields(self) -> list:
+        return [self.job_id, self.root]
+
+    @classmethod
+    def from_fields(cls, value: object) -> CommitResult:
+        job_id, root = expect_list(value, 2, "commit_result")
+        return cls(expect_bytes(job_id, "commit_result.job_id", HASH_LEN),
+                   expect_bytes(root, "commit_result.root", HASH_LEN))
+
+
+@dataclass(frozen=True, slots=True)
+class PostVerdict:
+    """A committee member's verdict on a committed job: valid (1) or invalid (0), and why."""
+
+    job_id: bytes
+    valid: int
+    reason: str
+    KIND: ClassVar[TxKind] = TxKind.POST_VERDICT
+
+    def to_fields(self) -> list:
+        return [self.job_id, self.valid, self.reason]
+
+    @classmethod
+    def from_fields(cls, value: object) -> PostVerdict:
+        job_id, valid, reason = expect_list(value, 3, "post_verdict")
+        return cls(expect_bytes(job_id, "post_verdict.job_id", HASH_LEN),
+                   expect_int(valid, "post_verdict.valid", 0, 1),
+                   expect_str(reason, "post_verdict.reason", MAX_REASON_LEN))
+
+
+Body = Transfer | Stake | Unstake | RegisterProvider | SubmitJob | CommitResult | PostVerdict
+BODY_TYPES: dict[int, type[Body]] = {
+    TxKind.TRANSFER: Transfer, TxKind.STAKE: Stake, TxKind.UNSTAKE: Unstake,
+    TxKind.REGISTER_PROVIDER: RegisterProvider, TxKind.SUBMIT_JOB: SubmitJob,
+    TxKind.COMMIT_RESULT: CommitResult, TxKind.POST_VERDICT: PostVerdict}
 
 
 @dataclass(frozen=True, slots=True)
