@@ -12,6 +12,9 @@ import tomli_w
 from node.errors import ConfigError
 
 ROLES = ("validator", "full", "provider")
+BACKENDS = ("auto", "cpu", "cuda")
+FAULTS = ("none", "corrupt", "wrong-answer", "silent")  # test-only misbehaviour
+KERNEL_NAMES = ("matmul-int8", "mlp-int8")
 
 
 @dataclass(frozen=True)
@@ -31,17 +34,37 @@ class ChainConfig:
 
 
 @dataclass(frozen=True)
+class ProviderConfig:
+    """A provider's terms, registered on chain when the node starts (and re-registered when
+    they change). Amounts in base units (ujev)."""
+
+    kernels: tuple[str, ...] = KERNEL_NAMES
+    price: int = 10  # per unit of work (2^20 multiply-accumulates)
+    capacity: int = 4
+    region: str = "local"
+    carbon: int = 400  # declared gCO2e/kWh of the machine's power
+    stake: int = 200_000_000  # bonded on first registration (200 JEV)
+    endpoint: str = ""  # multiaddr verifiers dial; default: p2p listen + /p2p/<peer id>
+    backend: str = "auto"
+    fault: str = "none"  # TESTING ONLY: corrupt | wrong-answer | silent
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     moniker: str = "node"
     role: str = "validator"
     p2p: P2PConfig = field(default_factory=P2PConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     chain: ChainConfig = field(default_factory=ChainConfig)
+    provider: ProviderConfig = field(default_factory=ProviderConfig)
 
     def to_toml(self) -> str:
         data = asdict(self)
         top = {"node": {"moniker": data.pop("moniker"), "role": data.pop("role")}}
         data["p2p"]["bootstrap"] = list(data["p2p"]["bootstrap"])
+        data["provider"]["kernels"] = list(data["provider"]["kernels"])
+        if self.role != "provider":
+            del data["provider"]
         return tomli_w.dumps({**top, **data})
 
 
@@ -64,9 +87,10 @@ def _str(table: dict, name: str, key: str, default: str) -> str:
 
 
 def parse_config(data: dict[str, Any]) -> NodeConfig:
-    unknown = sorted(set(data) - {"node", "p2p", "api", "chain"})
+    unknown = sorted(set(data) - {"node", "p2p", "api", "chain", "provider"})
     if unknown:
-        raise ConfigError(f"unknown table [{unknown[0]}] (known: node, p2p, api, chain)")
+        raise ConfigError(f"unknown table [{unknown[0]}] (known: node, p2p, api, chain, "
+                          "provider)")
     node = _table(data, "node", {"moniker", "role"})
     p2p = _table(data, "p2p", {"listen", "bootstrap"})
     api = _table(data, "api", {"listen"})
@@ -90,6 +114,46 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
         p2p=P2PConfig(_str(p2p, "p2p", "listen", P2PConfig.listen), tuple(bootstrap)),
         api=ApiConfig(f"{host}:{port}"),
         chain=ChainConfig(block_time),
+        provider=parse_provider(data),
+    )
+
+
+def _int(table: dict, name: str, key: str, default: int, lo: int, hi: int) -> int:
+    value = table.get(key, default)
+    if type(value) is not int or not lo <= value <= hi:
+        raise ConfigError(f"[{name}] {key} must be an integer in {lo}..{hi}, got {value!r}")
+    return value
+
+
+def _choice(table: dict, name: str, key: str, default: str, choices: tuple[str, ...]) -> str:
+    value = table.get(key, default)
+    if value not in choices:
+        raise ConfigError(f"[{name}] {key} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def parse_provider(data: dict[str, Any]) -> ProviderConfig:
+    d = ProviderConfig()
+    t = _table(data, "provider", {"kernels", "price", "capacity", "region", "carbon", "stake",
+                                  "endpoint", "backend", "fault"})
+    kernels = t.get("kernels", list(d.kernels))
+    if (not isinstance(kernels, list) or not kernels
+            or any(k not in KERNEL_NAMES for k in kernels)):
+        raise ConfigError(f"[provider] kernels must be a non-empty list of "
+                          f"{', '.join(KERNEL_NAMES)}, got {kernels!r}")
+    endpoint = t.get("endpoint", "")
+    if not isinstance(endpoint, str):
+        raise ConfigError(f"[provider] endpoint must be a multiaddr string, got {endpoint!r}")
+    return ProviderConfig(
+        kernels=tuple(sorted(set(kernels))),
+        price=_int(t, "provider", "price", d.price, 0, 2**63 - 1),
+        capacity=_int(t, "provider", "capacity", d.capacity, 1, 1_000),
+        region=_str(t, "provider", "region", d.region),
+        carbon=_int(t, "provider", "carbon", d.carbon, 0, 100_000),
+        stake=_int(t, "provider", "stake", d.stake, 0, 2**63 - 1),
+        endpoint=endpoint,
+        backend=_choice(t, "provider", "backend", d.backend, BACKENDS),
+        fault=_choice(t, "provider", "fault", d.fault, FAULTS),
     )
 
 

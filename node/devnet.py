@@ -23,11 +23,14 @@ from pathlib import Path
 
 from consensus.address import address_from_pubkey, to_bech32
 from consensus.crypto import PrivateKey
-from consensus.tx import make_transfer
+from consensus.jobs import JobSpec
+from consensus.tx import SubmitJob, make_transfer, make_tx
 from node.errors import NodeError
 from node.home import open_home
 
 STOP_GRACE_S = 20.0
+DEMO_MAX_PRICE = 20  # per unit; the default provider asks 10
+JOB_COLUMNS = ("queued", "running", "accepted", "rejected", "failed", "expired")
 JEVONS = str(Path(sys.executable).parent / "jevons")
 
 
@@ -117,8 +120,41 @@ class DemoLoad:
                 self.nonces.pop(s, None)  # re-read the nonce next time
 
 
+class DemoJobs:
+    """Small matrix-product and MLP jobs from one dev account, about `per_minute` a minute,
+    each asking for a fresh seed (so every one is new work)."""
+
+    def __init__(self, key: PrivateKey, chain_id: str, min_fee: int, seed: int) -> None:
+        self.key, self.chain_id, self.min_fee = key, chain_id, min_fee
+        self.address = to_bech32(address_from_pubkey(key.public))
+        self.rng = random.Random(seed)
+        self.nonce: int | None = None
+        self.sent = 0
+
+    def spec(self) -> JobSpec:
+        seed = self.rng.randbytes(32)
+        if self.sent % 2 == 0:
+            return JobSpec("matmul-int8", (256, 512, 256), seed)
+        return JobSpec("mlp-int8", (256, 256, 128, 64), seed)
+
+    def send(self, nodes: list[DevnetNode]) -> None:
+        node = nodes[self.rng.randrange(len(nodes))]
+        if self.nonce is None:
+            self.nonce = node.nonce(self.address)
+            if self.nonce is None:
+                return
+        body = SubmitJob(self.spec(), max_price=DEMO_MAX_PRICE, deadline_blocks=50,
+                         carbon_max=0)
+        if node.post_tx(make_tx(self.key, self.chain_id, body, self.nonce,
+                                self.min_fee).encode()):
+            self.nonce += 1
+            self.sent += 1
+        else:
+            self.nonce = None
+
+
 def run_devnet(root: Path, tx_rate: float, blocks: int, echo: Callable[[str], None],
-               keys: list[PrivateKey]) -> int:
+               keys: list[PrivateKey], job_rate: float = 0.0) -> int:
     """Run the network under `root` until stopped; return the exit code."""
     nodes = [DevnetNode(p) for p in sorted(root.glob("node*")) if (p / "config.toml").exists()]
     if not nodes:
@@ -131,10 +167,15 @@ def run_devnet(root: Path, tx_rate: float, blocks: int, echo: Callable[[str], No
         node.start()
     echo(f"started {len(nodes)} nodes of chain {genesis.chain_id}; logs in {root}/node*/"
          f"node.log; Ctrl-C to stop")
-    load = DemoLoad(keys, genesis.chain_id, genesis.params.min_fee,
-                    int.from_bytes(genesis.hash()[:8], "big"))
+    seed = int.from_bytes(genesis.hash()[:8], "big")
+    jobs = None
+    if job_rate > 0 and keys:
+        jobs = DemoJobs(keys[-1], genesis.chain_id, genesis.params.min_fee, seed)
+        keys = keys[:-1]  # the job account's nonces are its own
+    load = DemoLoad(keys, genesis.chain_id, genesis.params.min_fee, seed)
     code, start_height, shown = 0, None, -1
     last = time.monotonic()
+    next_job = last
     while not stop.wait(0.25):
         dead = [n for n in nodes if n.proc and n.proc.poll() is not None]
         if dead:
@@ -145,6 +186,9 @@ def run_devnet(root: Path, tx_rate: float, blocks: int, echo: Callable[[str], No
         now = time.monotonic()
         if tx_rate > 0:
             load.send(nodes, int((now - last) * tx_rate + random.random()))
+        if jobs is not None and now >= next_job:
+            jobs.send(nodes)
+            next_job = now + 60.0 / job_rate
         last = now
         statuses = [n.status() for n in nodes]
         if any(s is None for s in statuses):
@@ -170,7 +214,12 @@ def format_progress(statuses: list[dict], sent: int) -> str:
     heights = [s["height"] for s in statuses]
     peers = ",".join(str(s["peers"]) for s in statuses)
     rate = max(s["tx_per_s"] for s in statuses)
-    return (f"height {max(heights):<6} round {max(s['round'] for s in statuses)}  "
+    line = (f"height {max(heights):<6} round {max(s['round'] for s in statuses)}  "
             f"peers {peers}  mempool {max(s['mempool'] for s in statuses)}  "
             f"tx/s {rate:.1f}  committed {max(s['txs_committed'] for s in statuses)}  "
             f"submitted {sent}")
+    market = max((s.get("jobs", {}) for s in statuses),
+                 key=lambda j: j.get("submitted", 0), default={})
+    if market.get("submitted"):
+        line += ("  jobs " + " ".join(f"{k} {market.get(k, 0)}" for k in JOB_COLUMNS))
+    return line

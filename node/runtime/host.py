@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -111,6 +112,7 @@ class ConsensusHost:
         self.inbox_send, self.inbox = trio.open_memory_channel[Event | SyncedBlock](10_000)
         self.progress = trio.Event()
         self.committed_txs = 0
+        self.commit_listeners: list[Callable[[Block, State], None]] = []  # e.g. API metrics
         self.nursery: trio.Nursery | None = None
         self._replaying = False
         self._own_on_record: set[tuple[int, int, int]] = set()
@@ -288,7 +290,9 @@ class ConsensusHost:
         pending = self.mempool.reap(self.state, min(MAX_PROPOSAL_TXS,
                                                     self.params.max_block_txs))
         self.verifier.verify_raw(pending, self.params.max_tx_bytes)
-        txs, _ = select_txs(self.state, pending, self.params, self.cache)
+        txs, rejected = select_txs(self.state, pending, self.params, self.cache)
+        if rejected:  # they do not apply now; kept, they would block their senders' nonces
+            self.mempool.discard([pending[index] for index, _ in rejected])
         evidence = tuple(list(self.evidence.values())[:MAX_EVIDENCE_PER_BLOCK])
         block = build_block(self.state, txs, self.address, max(now_ms(), self.state.time_ms + 1),
                             self.last_commit, evidence)
@@ -361,6 +365,8 @@ class ConsensusHost:
         self.candidates.clear()
         if self.wal:
             self.wal.rotate(ev.encode_record(ev.StartRecord(after.height + 1)))
+        for listener in self.commit_listeners:
+            listener(block, after)
         self.progress.set()
         self.progress = trio.Event()
         log.info("committed block %d %s txs=%d", after.height, block.hash().hex()[:16],

@@ -128,6 +128,20 @@ class Mempool:
             for nonce in [n for n in self._by_sender.get(sender, {}) if n < account.nonce]:
                 self._remove(self._by_sender[sender][nonce].tx_hash)
 
+    def next_nonce(self, sender: bytes, state: State) -> int:
+        """The nonce of `sender`'s next tx: after its committed nonce and its pending txs."""
+        account = state.get_account(sender)
+        nonce = account.nonce if account else 0
+        queue = self._by_sender.get(sender, {})
+        while nonce in queue:
+            nonce += 1
+        return nonce
+
+    def discard(self, raws: list[bytes]) -> None:
+        """Drop these txs (e.g. ones that no longer apply on the current state)."""
+        for raw in raws:
+            self._remove(sha256(raw))
+
     def pending(self, limit: int) -> list[bytes]:
         """Some pending txs, oldest senders first (for re-gossip)."""
         out = []

@@ -15,12 +15,14 @@ from pathlib import Path
 import trio
 
 from consensus.bft.engine import TimeoutConfig
+from consensus.state import State
 from node.api.app import build_app, serve_api
 from node.chain.signer import FileSigner
 from node.fsutil import atomic_write
 from node.home import Home
 from node.p2p import P2PNode, configure_libp2p_logging
 from node.runtime.host import ConsensusHost
+from node.runtime.market import OutputStore, ProviderWorker, TxSender, VerifierDuty
 from node.runtime.services import NodeServices
 from node.store.blockstore import BlockStore
 
@@ -52,6 +54,7 @@ async def run_node(home: Home, timeouts: TimeoutConfig | None = None,
                 app = build_app(services, {"moniker": home.config.moniker,
                                            "role": home.config.role, "peer_id": net.peer_id})
                 await nursery.start(serve_api, app, home.config.api.listen)
+                start_market_role(nursery, home, host, services, net)
                 log.info("node %s started at height %d as %s; p2p %s", home.config.moniker,
                          host.height, home.config.role, net.listen_addrs())
                 if blocks:
@@ -64,6 +67,32 @@ async def run_node(home: Home, timeouts: TimeoutConfig | None = None,
             if signer:
                 signer.close()
         return host.height
+
+
+def start_market_role(nursery: trio.Nursery, home: Home, host: ConsensusHost,
+                      services: NodeServices, net: P2PNode) -> None:
+    """Providers run jobs and answer challenges; validators check the jobs they are drawn
+    for. A full node only serves the chain."""
+    sender = TxSender(host, services, home.validator_key)
+    if home.config.role == "provider":
+        endpoint = home.config.provider.endpoint or net.listen_addrs()[0]
+        worker = ProviderWorker(host, net, sender, home.config.provider,
+                                OutputStore(home.paths.data / "outputs"), endpoint)
+        worker.install()
+        nursery.start_soon(worker.run)
+    elif home.config.role == "validator":
+        nursery.start_soon(VerifierDuty(host, net, sender).run)
+
+
+def job_counts(state: State) -> dict[str, int]:
+    """Jobs by stage, for progress displays."""
+    market = state.market
+    totals = {"submitted": 0, "accepted": 0, "rejected": 0, "failed": 0, "expired": 0,
+              "undecided": 0}
+    for stats in market.stats.values():
+        for key in totals:
+            totals[key] += getattr(stats, key)
+    return {"queued": len(market.queue), "running": len(market.open), **totals}
 
 
 async def _stop_on_signal(scope: trio.CancelScope) -> None:
@@ -85,5 +114,5 @@ async def _write_status(path: Path, host: ConsensusHost, net: P2PNode) -> None:
                   "step": host.engine.step.name.lower(), "peers": len(net.peers()),
                   "mempool": len(host.mempool), "txs_committed": host.committed_txs,
                   "tx_per_s": round(rate, 1), "tip": host.state.last_block_hash.hex(),
-                  "time_ms": time.time_ns() // 1_000_000}
+                  "time_ms": time.time_ns() // 1_000_000, "jobs": job_counts(host.state)}
         atomic_write(path, (json.dumps(status) + "\n").encode())
