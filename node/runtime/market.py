@@ -62,6 +62,7 @@ NO_ANSWER_GRACE_BLOCKS = 5
 RECOMMIT_AFTER_BLOCKS = 5
 TREE_CACHE = 16
 MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
+DOWNLOAD_ATTEMPTS = 3
 
 
 def openings_protocol(chain_id: str) -> str:
@@ -230,6 +231,7 @@ class ProviderWorker:
         try:
             if self.config.fault == "silent":
                 log.warning("fault=silent: ignoring job %s", job.id.hex()[:16])
+                self.committed_at[job.id] = self.host.height + 10**9
                 return
             tree = self.outputs.tree(job.id, job.spec)
             if tree is None:
@@ -291,6 +293,22 @@ async def fetch_openings(net: Network, chain_id: str, endpoint: str, job: Job,
     return decode_openings(raw, len(rows), row_bytes(job.spec))
 
 
+async def _fetch_with_retries(net: Network, chain_id: str, endpoint: str, job: Job,
+                              rows: list[int]) -> list[Opening]:
+    """py-libp2p sometimes leaves a connection that opens no streams; a fresh dial after a
+    pause usually works (connect() drops stale connections first)."""
+    for attempt in range(DOWNLOAD_ATTEMPTS):
+        try:
+            return await fetch_openings(net, chain_id, endpoint, job, rows)
+        except NodeError as exc:
+            if attempt == DOWNLOAD_ATTEMPTS - 1:
+                raise
+            log.info("download of job %s rows %d..: %s; retrying", job.id.hex()[:16], rows[0],
+                     exc)
+            await trio.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
 async def download_output(net: Network, chain_id: str, endpoint: str, job: Job) -> np.ndarray:
     """The whole committed output, every row proven against the job's root."""
     spec = job.spec
@@ -301,7 +319,7 @@ async def download_output(net: Network, chain_id: str, endpoint: str, job: Job) 
     parts = []
     for start in range(0, spec.output_rows, step):
         rows = list(range(start, min(start + step, spec.output_rows)))
-        openings = await fetch_openings(net, chain_id, endpoint, job, rows)
+        openings = await _fetch_with_retries(net, chain_id, endpoint, job, rows)
         try:
             parts.append(check_download(spec, job.root, openings, start))
         except ValueError as exc:
