@@ -206,13 +206,17 @@ def select_committee(validators: tuple[Validator, ...], seed: bytes,
 
 def begin_market_block(state: State, height: int, last_commit_hash: bytes,
                        params: ChainParams) -> None:
-    """Fix the challenge randomness and committee of every result committed at height-1."""
+    """Fix the challenge randomness and committee of every result committed at height-1.
+    The job's provider and buyer are not drawn (unless nobody else validates)."""
     market = state.market
     for job_id in market.open:
         job = market.jobs[job_id]
         if job.status == JobStatus.COMMITTED and not job.randomness:
             randomness = sha256(CHALLENGE_DOMAIN + job.id + last_commit_hash)
-            committee = select_committee(state.validators, randomness, params.committee_size)
+            judges = tuple(v for v in state.validators
+                           if v.address not in (job.provider, job.buyer))
+            committee = select_committee(judges or state.validators, randomness,
+                                         params.committee_size)
             market.jobs[job_id] = replace(job, randomness=randomness, committee=committee)
 
 
@@ -306,7 +310,7 @@ def settle_accepted(state: State, job: Job, height: int, params: ChainParams) ->
                                   outcome="accepted", paid=paid, reward=reward,
                                   refunded=refund)
     stats = market.kernel_stats(job.spec.kernel)
-    index = job.price if stats.price_index == 0 else (
+    index = job.price if stats.accepted == 0 else (
         stats.price_index + (job.price - stats.price_index) // PRICE_INDEX_WEIGHT)
     market.stats[job.spec.kernel] = replace(
         stats, accepted=stats.accepted + 1, units_accepted=stats.units_accepted + job.units,
