@@ -16,7 +16,8 @@ from consensus.address import address_from_pubkey, to_bech32
 from consensus.errors import JevonsError
 from genesis.dev import dev_addresses, make_genesis
 from genesis.document import CHAIN_ID_RE, load_genesis
-from node.config import ChainConfig, NodeConfig
+from node.cli.wallet import wallet
+from node.config import ROLES, ChainConfig, NodeConfig
 from node.home import write_home
 from node.keys import new_private_key
 from node.testnet import create_testnet
@@ -132,18 +133,27 @@ def node() -> None:
               default="info", show_default=True)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="json: one JSON object per line (structured logs).")
+@click.option("--role", type=click.Choice(ROLES), default=None,
+              help="Override [node] role of config.toml for this run: validator (signs "
+                   "blocks, checks jobs it is drawn for), provider (runs jobs, terms from "
+                   "[provider]) or full (follows the chain).")
 def node_start(home: Path, blocks: int, txs_per_block: int, log_level: str,
-               log_format: str) -> None:
+               log_format: str, role: str | None) -> None:
     """Start the node of HOME.
 
     A single-validator dev home produces blocks locally; any other home joins its network
     over libp2p and runs BFT consensus (validator role) or follows it (full, provider).
     """
+    import dataclasses
+
     from node.home import open_home
     from node.logging_setup import setup_logging
 
     setup_logging(log_level, log_format)
     opened = open_home(home)
+    if role is not None:
+        opened = dataclasses.replace(
+            opened, config=dataclasses.replace(opened.config, role=role))
     if opened.genesis.single_validator_dev_chain:
         from node.runner import run_dev_chain
 
@@ -185,9 +195,15 @@ def first_jevons_error(group: BaseExceptionGroup) -> JevonsError | None:
               show_default=True, help="Node i uses base+2i (p2p) and base+2i+1 (API).")
 @click.option("--block-time", type=click.FloatRange(0.01, 600), default=1.0, show_default=True,
               help="Single-validator dev chain only: seconds between blocks.")
+@click.option("--providers", type=click.IntRange(0, 16), default=1, show_default=True,
+              help="Compute providers, each its own process (with 2+ validators).")
+@click.option("--jobs", "job_rate", type=click.FloatRange(0, 60), default=0.0,
+              help="Demo compute jobs to submit per minute (0: none); their progress through "
+                   "the market is shown.")
 @chain_id_option
 def devnet(validators: int, home: Path | None, accounts: int, blocks: int, tx_rate: float,
-           base_port: int, block_time: float, chain_id: str) -> None:
+           base_port: int, block_time: float, providers: int, job_rate: float,
+           chain_id: str) -> None:
     """Run a local network: N validators on loopback, funded dev accounts, demo traffic."""
     import tempfile
 
@@ -197,12 +213,13 @@ def devnet(validators: int, home: Path | None, accounts: int, blocks: int, tx_ra
             run_single(root / "node0", accounts, blocks, block_time, tx_rate, chain_id)
             return
         if not (root / "node0" / "config.toml").exists():
-            create_testnet(root, validators, 0, accounts, chain_id, base_port, now_ms())
+            create_testnet(root, validators, providers, accounts, chain_id, base_port,
+                           now_ms())
         click.echo(f"devnet home: {root}" + ("" if home else " (temporary)"))
         keys = print_accounts(root / "node0")
         from node.devnet import run_devnet
 
-        code = run_devnet(root, tx_rate, blocks, click.echo, keys)
+        code = run_devnet(root, tx_rate, blocks, click.echo, keys, job_rate)
     if code:
         raise SystemExit(code)
 
@@ -235,6 +252,9 @@ def run_single(root: Path, accounts: int, blocks: int, block_time: float, tx_rat
     print_accounts(root)
     run_dev_chain(root, blocks, int(tx_rate * block_time), echo=click.echo,
                   block_time_ms=int(block_time * 1000))
+
+
+cli.add_command(wallet)
 
 
 def main() -> None:

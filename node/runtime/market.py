@@ -3,8 +3,9 @@ the openings stream between them, and output downloads for buyers.
 
 Provider (role "provider"): registers its terms on start (and whenever config.toml changes
 them); after each block, runs every job newly assigned to it (in a worker thread, on the
-configured backend), stores the output under data/outputs/ (atomically), commits the
-Merkle root over its rows in a CommitResult tx, and serves row openings on
+configured backend), stores the output under data/outputs/ (atomically; deleted
+OUTPUT_RETENTION_BLOCKS after the job settled), commits the Merkle root over its rows in
+a CommitResult tx, and serves row openings on
 `/jevons/<chain>/openings/1` to whoever asks: committee members for their challenge rows,
 buyers' nodes for downloads.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +65,8 @@ RECOMMIT_AFTER_BLOCKS = 5
 TREE_CACHE = 16
 MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
 DOWNLOAD_ATTEMPTS = 3
+OUTPUT_RETENTION_BLOCKS = 10_000  # a provider keeps settled outputs this long for buyers
+PRUNE_EVERY_BLOCKS = 100
 
 
 def openings_protocol(chain_id: str) -> str:
@@ -127,6 +131,20 @@ class OutputStore:
     def path(self, job_id: bytes) -> Path:
         return self.root / f"{job_id.hex()}.jva"
 
+    def prune(self, keep: Callable[[bytes], bool]) -> int:
+        """Delete the outputs of jobs `keep` says no to; returns how many."""
+        removed = 0
+        for path in sorted(self.root.glob("*.jva")):
+            try:
+                job_id = bytes.fromhex(path.stem)
+            except ValueError:
+                continue
+            if not keep(job_id):
+                path.unlink(missing_ok=True)
+                self._trees.pop(job_id, None)
+                removed += 1
+        return removed
+
     def save(self, job_id: bytes, output: np.ndarray, tree: RowTree) -> None:
         atomic_write(self.path(job_id), encode_array(output))
         self._remember(job_id, tree)
@@ -189,7 +207,23 @@ class ProviderWorker:
                 progressed = self.host.progress
                 await self.register_if_needed()
                 self.start_jobs(nursery, backend)
+                if self.host.height % PRUNE_EVERY_BLOCKS == 0:
+                    self.prune_outputs()
                 await progressed.wait()
+
+    def prune_outputs(self) -> None:
+        """Outputs stay downloadable for OUTPUT_RETENTION_BLOCKS after their job settled."""
+        state = self.host.state
+
+        def keep(job_id: bytes) -> bool:
+            job = state.market.jobs.get(job_id)
+            return job is not None and (not job.status.is_final or state.height
+                                        - job.settled_height < OUTPUT_RETENTION_BLOCKS)
+
+        removed = self.outputs.prune(keep)
+        if removed:
+            log.info("deleted %d job outputs settled over %d blocks ago", removed,
+                     OUTPUT_RETENTION_BLOCKS)
 
     async def register_if_needed(self) -> None:
         h = self.host
@@ -337,10 +371,9 @@ class VerifierDuty:
     host: ConsensusHost
     net: Network
     sender: TxSender
+    on_outcome: Callable[[str], None] = lambda outcome: None  # valid|invalid|unreachable
     in_flight: set[bytes] = field(default_factory=set)
     posted: dict[bytes, int] = field(default_factory=dict)  # job id -> height posted
-    outcomes: dict[str, int] = field(default_factory=lambda: {"valid": 0, "invalid": 0,
-                                                              "unreachable": 0})
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -386,7 +419,7 @@ class VerifierDuty:
                                                 list(challenge.rows))
             except (NodeError, DecodeError) as exc:
                 left = verify_deadline(job, h.params) - h.height
-                self.outcomes["unreachable"] += 1
+                self.on_outcome("unreachable")
                 if left > NO_ANSWER_GRACE_BLOCKS:
                     log.info("job %s: no answer from the provider yet (%s); %d blocks left",
                              job.id.hex()[:16], exc, left)
@@ -403,6 +436,6 @@ class VerifierDuty:
             self.in_flight.discard(job.id)
 
     async def post(self, job: Job, valid: bool, reason: str) -> None:
-        self.outcomes["valid" if valid else "invalid"] += 1
+        self.on_outcome("valid" if valid else "invalid")
         if await self.sender.send(PostVerdict(job.id, int(valid), reason[:96])) is not None:
             self.posted[job.id] = self.host.height

@@ -17,6 +17,7 @@ import trio
 from consensus.bft.engine import TimeoutConfig
 from consensus.state import State
 from node.api.app import build_app, serve_api
+from node.api.metrics import NodeMetrics
 from node.chain.signer import FileSigner
 from node.fsutil import atomic_write
 from node.home import Home
@@ -51,10 +52,15 @@ async def run_node(home: Home, timeouts: TimeoutConfig | None = None,
                 await nursery.start(host.run)
                 nursery.start_soon(services.run)
                 nursery.start_soon(_write_status, home.paths.data / STATUS_FILE, host, net)
+                metrics = NodeMetrics(services)
+                host.commit_listeners.append(lambda _block, after: metrics.set_jobs_by_state(
+                    {k: v for k, v in job_counts(after).items()
+                     if k not in ("submitted", "running")}))
                 app = build_app(services, {"moniker": home.config.moniker,
-                                           "role": home.config.role, "peer_id": net.peer_id})
+                                           "role": home.config.role, "peer_id": net.peer_id},
+                                metrics)
                 await nursery.start(serve_api, app, home.config.api.listen)
-                start_market_role(nursery, home, host, services, net)
+                start_market_role(nursery, home, host, services, net, metrics)
                 log.info("node %s started at height %d as %s; p2p %s", home.config.moniker,
                          host.height, home.config.role, net.listen_addrs())
                 if blocks:
@@ -70,7 +76,7 @@ async def run_node(home: Home, timeouts: TimeoutConfig | None = None,
 
 
 def start_market_role(nursery: trio.Nursery, home: Home, host: ConsensusHost,
-                      services: NodeServices, net: P2PNode) -> None:
+                      services: NodeServices, net: P2PNode, metrics: NodeMetrics) -> None:
     """Providers run jobs and answer challenges; validators check the jobs they are drawn
     for. A full node only serves the chain."""
     sender = TxSender(host, services, home.validator_key)
@@ -81,18 +87,22 @@ def start_market_role(nursery: trio.Nursery, home: Home, host: ConsensusHost,
         worker.install()
         nursery.start_soon(worker.run)
     elif home.config.role == "validator":
-        nursery.start_soon(VerifierDuty(host, net, sender).run)
+        nursery.start_soon(VerifierDuty(host, net, sender,
+                                        on_outcome=metrics.count_verification).run)
 
 
 def job_counts(state: State) -> dict[str, int]:
-    """Jobs by stage, for progress displays."""
+    """Jobs by lifecycle state (and `submitted`, `running`), for metrics and progress."""
     market = state.market
-    totals = {"submitted": 0, "accepted": 0, "rejected": 0, "failed": 0, "expired": 0,
-              "undecided": 0}
+    counts = {"submitted": 0, "queued": len(market.queue), "assigned": 0, "committed": 0,
+              "accepted": 0, "rejected": 0, "failed": 0, "expired": 0, "undecided": 0}
+    for job_id in market.open:
+        counts[market.jobs[job_id].status.name.lower()] += 1
     for stats in market.stats.values():
-        for key in totals:
-            totals[key] += getattr(stats, key)
-    return {"queued": len(market.queue), "running": len(market.open), **totals}
+        for key in ("submitted", "accepted", "rejected", "failed", "expired", "undecided"):
+            counts[key] += getattr(stats, key)
+    counts["running"] = counts["assigned"] + counts["committed"]
+    return counts
 
 
 async def _stop_on_signal(scope: trio.CancelScope) -> None:

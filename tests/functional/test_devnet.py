@@ -101,15 +101,17 @@ def test_second_node_on_the_same_home_is_refused(tmp_path: Path) -> None:
     assert proc.returncode == 0
 
 
-def test_devnet_of_four_processes_agrees_and_stops_cleanly(tmp_path: Path) -> None:
+def test_devnet_of_four_validators_and_a_provider_agrees_and_stops_cleanly(
+        tmp_path: Path) -> None:
     root = tmp_path / "net"
     result = jevons("devnet", "--home", root, "--blocks", "3", "--tx-rate", "20",
-                    "--accounts", "3", "--base-port", str(free_port_block(8)), timeout=180,
+                    "--accounts", "3", "--base-port", str(free_port_block(10)), timeout=180,
                     check=True)
-    assert "started 4 nodes" in result.stdout and "stopped at height" in result.stdout
+    assert "started 5 nodes" in result.stdout and "stopped at height" in result.stdout
     assert result.stdout.count("seed ") == 3
     homes = sorted(root.glob("node*"))
-    assert len(homes) == 4
+    assert len(homes) == 5
+    assert "role = \"provider\"" in (homes[4] / "config.toml").read_text()
     heights = [replay_and_check(h) for h in homes]
     assert min(heights) >= 3
     tips = set()

@@ -1,0 +1,103 @@
+"""Market jobs end to end without a network: run, commit, challenge, open, judge."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from consensus.jobs import MATMUL, MLP, JobSpec
+from kernels.jobs import matmul_operands, run_job
+from kernels.matmul import int8_matmul_reference
+from verifier.commitment import Opening
+from verifier.jobs import check_download, commit_output, job_challenge, judge_job, row_format
+
+SPECS = [JobSpec(MATMUL, (48, 96, 40), b"\x01" * 32), JobSpec(MLP, (48, 32, 24, 16), b"\x02" * 32)]
+RANDOMNESS = b"\x09" * 32
+JOB_ID = b"\x0a" * 32
+
+
+def challenge_for(spec: JobSpec, root: bytes, member: bytes = b"m" * 20):
+    return job_challenge(spec, JOB_ID, RANDOMNESS, root, member, k_rows=8, k_vectors=2)
+
+
+def test_matmul_job_is_the_exact_product_of_its_seeded_operands() -> None:
+    spec = SPECS[0]
+    a, b = matmul_operands(spec.seed, spec.dims)
+    assert np.array_equal(run_job(spec.kernel, spec.dims, spec.seed), int8_matmul_reference(a, b))
+    assert row_format(spec) == "i4"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.kernel)
+def test_honest_output_is_judged_valid(spec: JobSpec) -> None:
+    output = run_job(spec.kernel, spec.dims, spec.seed)
+    tree = commit_output(spec, output)
+    challenge = challenge_for(spec, tree.root)
+    verdict = judge_job(spec, tree.root, tree.open(challenge.rows), challenge)
+    assert verdict.valid, verdict.reason
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.kernel)
+def test_output_corrupted_in_every_row_is_judged_invalid(spec: JobSpec) -> None:
+    bad = run_job(spec.kernel, spec.dims, spec.seed).copy()
+    bad[:, 0] ^= 1  # one entry per row, committed honestly to the wrong values
+    tree = commit_output(spec, bad)
+    challenge = challenge_for(spec, tree.root)
+    verdict = judge_job(spec, tree.root, tree.open(challenge.rows), challenge)
+    assert not verdict.valid and "row" in verdict.reason
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.kernel)
+def test_openings_that_do_not_match_the_commitment_are_invalid(spec: JobSpec) -> None:
+    output = run_job(spec.kernel, spec.dims, spec.seed)
+    tree = commit_output(spec, output)
+    challenge = challenge_for(spec, tree.root)
+    forged = [Opening(o.index, bytes(x ^ 1 for x in o.row_bytes), o.proof)
+              for o in tree.open(challenge.rows)]
+    verdict = judge_job(spec, tree.root, forged, challenge)
+    assert not verdict.valid and "does not verify" in verdict.reason
+
+
+def test_members_get_different_rows_and_the_root_changes_them() -> None:
+    spec = SPECS[0]
+    root = commit_output(spec, run_job(spec.kernel, spec.dims, spec.seed)).root
+    a, b = challenge_for(spec, root, b"a" * 20), challenge_for(spec, root, b"b" * 20)
+    assert a.rows != b.rows
+    assert challenge_for(spec, b"\x00" * 32, b"a" * 20).rows != a.rows
+    assert a.k_rows == 8 and a.k_vectors == 2
+    assert challenge_for(SPECS[1], root).k_vectors == 0  # MLP rows are recomputed instead
+
+
+def test_commit_output_refuses_the_wrong_shape() -> None:
+    spec = SPECS[0]
+    with pytest.raises(ValueError, match="shape"):
+        commit_output(spec, np.zeros((spec.dims[0] + 1, spec.dims[2]), dtype=np.int64))
+
+
+def test_download_check_names_the_first_bad_row() -> None:
+    spec = SPECS[1]
+    output = run_job(spec.kernel, spec.dims, spec.seed)
+    tree = commit_output(spec, output)
+    assert np.array_equal(check_download(spec, tree.root, tree.open(range(4, 9)), 4),
+                          output[4:9])
+    openings = tree.open(range(4, 9))
+    openings[2] = Opening(6, bytes(len(openings[2].row_bytes)), openings[2].proof)
+    with pytest.raises(ValueError, match="row 6"):
+        check_download(spec, tree.root, openings, 4)
+    with pytest.raises(ValueError, match="expected row 3"):
+        check_download(spec, tree.root, tree.open(range(4, 9)), 3)
+
+
+def test_output_store_saves_atomically_rebuilds_trees_and_prunes(tmp_path) -> None:
+    from node.runtime.market import OutputStore
+
+    spec = SPECS[0]
+    output = run_job(spec.kernel, spec.dims, spec.seed)
+    tree = commit_output(spec, output)
+    store = OutputStore(tmp_path / "outputs")
+    store.save(JOB_ID, output, tree)
+    assert [p.name for p in (tmp_path / "outputs").iterdir()] == [f"{JOB_ID.hex()}.jva"]
+    fresh = OutputStore(tmp_path / "outputs")  # after a restart: rebuilt from the file
+    assert fresh.tree(JOB_ID, spec).root == tree.root
+    assert fresh.tree(b"\x0b" * 32, spec) is None
+    assert fresh.prune(lambda job_id: job_id != JOB_ID) == 1
+    assert fresh.tree(JOB_ID, spec) is None and not list((tmp_path / "outputs").iterdir())
