@@ -16,9 +16,7 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,13 +29,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.localnet import local_net  # noqa: E402
 from consensus.address import address_from_pubkey, to_bech32  # noqa: E402
 from consensus.crypto import PrivateKey  # noqa: E402
 from consensus.hashing import sha256  # noqa: E402
 from consensus.tx import make_transfer  # noqa: E402
-from tests.functional.framework import free_port_block  # noqa: E402
 
-JEVONS = str(Path(sys.executable).parent / "jevons")
 CHAIN = "jevons-bench-api"
 
 
@@ -135,34 +132,17 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="jevons-bench-api-"))
     print(f"bench api network in {tmp}", file=sys.stderr)
-    base = free_port_block(2 * args.validators)
-    subprocess.run([JEVONS, "testnet", "--validators", str(args.validators), "--accounts",
-                    "16", "--out", str(tmp / "net"), "--base-port", str(base),
-                    "--chain-id", CHAIN], check=True, capture_output=True)
-    accounts = json.loads((tmp / "net" / "accounts.json").read_text())
-    keys = [PrivateKey.from_seed(bytes.fromhex(a["seed"])) for a in accounts]
-    apis = [f"127.0.0.1:{base + 2 * i + 1}" for i in range(args.validators)]
-    procs = [subprocess.Popen([JEVONS, "node", "start", "--home", str(tmp / "net" / f"node{i}"),
-                               "--log-level", "warning"],
-                              stdout=subprocess.DEVNULL,
-                              stderr=open(tmp / f"node{i}.log", "wb"))  # noqa: SIM115
-             for i in range(args.validators)]
     stop = threading.Event()
-    try:
-        wait_for_height(apis[0], 2)
-        if args.tx_rate:
-            threading.Thread(target=demo_transfers, args=(apis, keys, args.tx_rate, stop),
-                             daemon=True).start()
-        result = run(args, apis[0], to_bech32(address_from_pubkey(keys[0].public)))
-    finally:
-        stop.set()
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    with local_net(tmp, args.validators, 16, CHAIN) as net:
+        try:
+            wait_for_height(net.apis[0], 2)
+            if args.tx_rate:
+                threading.Thread(target=demo_transfers,
+                                 args=(net.apis, net.keys, args.tx_rate, stop),
+                                 daemon=True).start()
+            result = run(args, net.apis[0], to_bech32(address_from_pubkey(net.keys[0].public)))
+        finally:
+            stop.set()
     print(json.dumps(result))
 
 

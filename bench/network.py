@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,12 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.localnet import local_net  # noqa: E402
 from consensus.crypto import PrivateKey  # noqa: E402
 from consensus.hashing import sha256  # noqa: E402
 from consensus.tx import make_transfer  # noqa: E402
-from tests.functional.framework import free_port_block  # noqa: E402
-
-JEVONS = str(Path(sys.executable).parent / "jevons")
 
 
 def call(api: str, path: str, body: dict | None = None, timeout: float = 30) -> dict:
@@ -59,28 +55,8 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="jevons-bench-net-"))
     print(f"bench network in {tmp}", file=sys.stderr)
-    base = free_port_block(2 * args.validators)
-    subprocess.run([JEVONS, "testnet", "--validators", str(args.validators), "--accounts",
-                    str(args.senders), "--out", str(tmp / "net"), "--base-port", str(base),
-                    "--chain-id", "jevons-bench"], check=True, capture_output=True)
-    accounts = json.loads((tmp / "net" / "accounts.json").read_text())
-    keys = [PrivateKey.from_seed(bytes.fromhex(a["seed"])) for a in accounts]
-    apis = [f"127.0.0.1:{base + 2 * i + 1}" for i in range(args.validators)]
-    procs = [subprocess.Popen([JEVONS, "node", "start", "--home", str(tmp / "net" / f"node{i}"),
-                               "--log-level", "info"],
-                              stdout=subprocess.DEVNULL,
-                              stderr=open(tmp / f"node{i}.log", "wb"))  # noqa: SIM115
-             for i in range(args.validators)]
-    try:
-        result = run(args, keys, apis)
-    finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    with local_net(tmp, args.validators, args.senders, "jevons-bench", "info") as net:
+        result = run(args, net.keys, net.apis)
     print(json.dumps(result))
 
 
