@@ -15,11 +15,12 @@ chooses their settings.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetStream
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
@@ -133,7 +134,8 @@ async def _no_auto_connect() -> None:
     await trio.lowlevel.checkpoint()
 
 
-def build_pubsub(host: IHost, params: GossipParams) -> tuple[Pubsub, GossipSub]:
+def build_pubsub(host: IHost, params: GossipParams,
+                 on_bad: Callable[[str, str], None] | None = None) -> tuple[Pubsub, GossipSub]:
     router = GossipSub(
         protocols=list(GOSSIP_PROTOCOLS),
         degree=params.degree,
@@ -150,4 +152,28 @@ def build_pubsub(host: IHost, params: GossipParams) -> tuple[Pubsub, GossipSub]:
         validation_cache_ttl=params.validation_cache_ttl_s,
         strict_signing=True,
     )
+    guard_pubsub_streams(host, pubsub, router, on_bad or (lambda peer, reason: None))
     return pubsub, router
+
+
+def guard_pubsub_streams(host: IHost, pubsub: Pubsub, router: GossipSub,
+                         on_bad: Callable[[str, str], None]) -> None:
+    """py-libp2p's pubsub stream handler catches stream errors but not a protobuf
+    DecodeError: one malformed RPC frame from a peer (or a frame mangled by a broken
+    connection) escapes through the connection's nursery and kills the whole node. Wrap it:
+    any error ends that peer's stream, is reported against the peer, and nothing else."""
+
+    async def guarded(stream: INetStream) -> None:
+        peer = stream.muxed_conn.peer_id
+        try:
+            await pubsub.stream_handler(stream)
+        except Exception as exc:
+            on_bad(peer.to_base58(), f"malformed pubsub RPC ({type(exc).__name__}: {exc})")
+            try:
+                await stream.reset()
+            except Exception as reset_exc:
+                log.debug("reset of a pubsub stream failed: %r", reset_exc)
+            pubsub._handle_dead_peer(peer)
+
+    for protocol in router.get_protocols():
+        host.set_stream_handler(protocol, guarded)

@@ -111,7 +111,7 @@ class P2PNode:
         if self._run is not None:
             raise P2PError("this P2PNode is already running")
         host = build_host(self._key_pair)
-        pubsub, router = build_pubsub(host, self._gossip)
+        pubsub, router = build_pubsub(host, self._gossip, self._report_bad_frame)
         self._queues = OutboundQueues()
         pubsub.peer_queues = self._queues
         watch = ConnectionWatch(self._on_connected)

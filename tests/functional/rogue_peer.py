@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 import trio
 
@@ -33,6 +34,7 @@ async def main(bootstrap: str, chain_id: str) -> dict:
         with trio.move_on_after(10):
             await node.wait_for_topic_peers(consensus, 1, 10)
         report["peers_before"] = len(node.peers())
+        report["pubsub_garbage_sent"] = await send_malformed_pubsub_rpc(node, target)
         garbage = [b"\xc1", b"\x93\x01\x02", encode([1, b"x" * 100, b""]),
                    encode([2, b"\x00" * 200]), encode([9, 9]), os.urandom(500)]
         for round_ in range(20):
@@ -52,6 +54,25 @@ async def main(bootstrap: str, chain_id: str) -> dict:
         await trio.sleep(1)
         report["peers_after"] = len(node.peers())
     return report
+
+
+async def send_malformed_pubsub_rpc(node: P2PNode, target: str) -> bool:
+    """A varint-prefixed frame on the GossipSub stream that is not a protobuf RPC (a field
+    claiming 4 GiB): py-libp2p's own handler lets the DecodeError escape, which used to
+    kill the receiving node."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.id import ID
+
+    junk = b"\x0a\xff\xff\xff\xff\x0f"
+    try:
+        stream = await node._require().host.new_stream(ID.from_base58(target),
+                                                        [TProtocol("/meshsub/1.1.0")])
+        await stream.write(bytes([len(junk)]) + junk)
+        await trio.sleep(0.5)
+        return True
+    except Exception as exc:  # the node may have reset the stream or dropped us already
+        print(f"malformed pubsub RPC not sent: {exc!r}", file=sys.stderr)
+        return False
 
 
 async def _ignore(origin: str, data: bytes) -> None:

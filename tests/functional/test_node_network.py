@@ -125,8 +125,10 @@ def test_hostile_peer_is_ignored_and_the_network_keeps_finalizing(
     report = json.loads(rogue.stdout.strip().splitlines()[-1])
     assert report["peers_before"] >= 1 and report["published"] > 0
     assert report["failed_requests"] >= 2  # the oversized and the garbage request
+    assert report["pubsub_garbage_sent"]
     h = max(n.height() for n in net.nodes)
     net.wait_for_height(h + 3)  # nothing the rogue did stopped the network
+    assert all(n.running() for n in net.nodes)  # nor any node: a bad frame is not a crash
     net.assert_same_chain()
     logs = "".join(n.log_text() for n in net.nodes)
     assert "misbehaved" in logs
