@@ -14,6 +14,7 @@ Work is counted in multiply-accumulates (MACs) and priced in units of ``WORK_UNI
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -26,6 +27,9 @@ WORK_UNIT = 1 << 20  # MACs per priced unit of work
 SEED_LEN = 32
 MAX_DIM = 1 << 16
 MAX_MLP_LAYERS = 16
+MAX_MATRIX_ELEMENTS = 1 << 26  # any operand or output: 8192 x 8192 (512 MiB as int64)
+ENDPOINT_RE = re.compile(r"/(ip4|ip6|dns4|dns6|dns)/[0-9A-Za-z.:-]{1,253}/tcp/[0-9]{1,5}"
+                         r"/p2p/[1-9A-HJ-NP-Za-km-z]{40,60}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +60,21 @@ class JobSpec:
         if self.kernel == MLP and not 3 <= len(self.dims) <= MAX_MLP_LAYERS + 2:
             return (f"{MLP} takes dims (batch, w0, ..., wL) with 1..{MAX_MLP_LAYERS} layers, "
                     f"got {len(self.dims)} values")
+        for name, rows, cols in self.matrices():
+            if rows * cols > MAX_MATRIX_ELEMENTS:
+                return (f"{name} would be {rows} x {cols}: more than {MAX_MATRIX_ELEMENTS} "
+                        "elements (providers and verifiers hold it in memory)")
         return ""
+
+    def matrices(self) -> list[tuple[str, int, int]]:
+        """(name, rows, cols) of every operand and of the output."""
+        if self.kernel == MATMUL:
+            m, k, n = self.dims
+            return [("A", m, k), ("B", k, n), ("the output", m, n)]
+        batch, widths = self.dims[0], self.dims[1:]
+        return [("the input", batch, widths[0]),
+                *((f"layer {i} weights", a, b) for i, (a, b) in enumerate(pairwise(widths))),
+                ("the output", batch, widths[-1])]
 
     @property
     def macs(self) -> int:
@@ -78,6 +96,17 @@ class JobSpec:
     @property
     def output_cols(self) -> int:
         return self.dims[2] if self.kernel == MATMUL else self.dims[-1]
+
+
+def endpoint_problem(endpoint: str) -> str:
+    """Why a provider endpoint is not a dialable /ip4|ip6|dns*/HOST/tcp/PORT/p2p/ID
+    multiaddr ("" if it is); checked on chain so no validator is handed a bad address."""
+    if ENDPOINT_RE.fullmatch(endpoint) is None:
+        return (f"endpoint {endpoint!r} must be /ip4/HOST/tcp/PORT/p2p/PEER_ID (or ip6, dns4, "
+                "dns6, dns)")
+    if not 1 <= int(endpoint.split("/tcp/")[1].split("/")[0]) <= 65535:
+        return f"endpoint {endpoint!r}: port outside 1..65535"
+    return ""
 
 
 def kernel_list_problem(names: tuple[str, ...]) -> str:

@@ -23,13 +23,14 @@ from consensus.errors import (
     InsufficientFunds,
     InvalidJob,
     InvalidProviderTerms,
+    MalformedTx,
     NotInCommittee,
     NotJobProvider,
     UnknownJob,
     WrongJobStatus,
 )
 from consensus.hashing import sha256
-from consensus.jobs import kernel_list_problem
+from consensus.jobs import endpoint_problem, kernel_list_problem
 from consensus.market import Job, JobStatus, Market, Provider, Verdict
 from consensus.params import BPS, MAX_AMOUNT, ChainParams
 from consensus.staking import Validator
@@ -57,6 +58,8 @@ def process_market_tx(state: State, tx: Tx, account: Account, params: ChainParam
         commit_result(state, tx, account, body)
     elif isinstance(body, PostVerdict):
         post_verdict(state, tx, account, body, params)
+    else:
+        raise MalformedTx(f"transaction kind {tx.kind} has no rule")
 
 
 def _debit(state: State, tx: Tx, account: Account, amount: int) -> None:
@@ -84,9 +87,9 @@ def register_provider(state: State, tx: Tx, account: Account, body: RegisterProv
                                    f"{MAX_CARBON}")
     if body.price > MAX_AMOUNT:
         raise InvalidProviderTerms(f"price {body.price} exceeds {MAX_AMOUNT}")
-    if not body.endpoint:
-        raise InvalidProviderTerms("an endpoint (libp2p multiaddr with /p2p/<peer id>) is "
-                                   "required: verifiers fetch openings from it")
+    problem = endpoint_problem(body.endpoint)
+    if problem:
+        raise InvalidProviderTerms(f"{problem}: verifiers fetch openings from it")
     if not body.region:
         raise InvalidProviderTerms("a region is required")
     if body.stake < 0:

@@ -206,7 +206,10 @@ class P2PNode:
     async def connect(self, addr: str, timeout: float = 5.0) -> str:
         """Dial /ip4/HOST/tcp/PORT/p2p/PEER_ID once; return the peer id."""
         run = self._require()
-        info = info_from_p2p_addr(check_peer_addr(addr))
+        try:
+            info = info_from_p2p_addr(check_peer_addr(addr))
+        except Exception as exc:  # ConfigError, multiaddr's ValueErrors: the address is bad
+            raise PeerUnavailable(f"cannot dial {addr!r}: {exc}") from None
         peer = info.peer_id.to_base58()
         if self._book.is_banned(peer):
             raise PeerUnavailable(f"peer {peer} is banned for {self._book.ban_left(peer):.0f} s")

@@ -32,17 +32,17 @@ from pathlib import Path
 import numpy as np
 import trio
 
+from consensus.builder import select_txs
 from consensus.codec import decode, encode, expect_array, expect_bytes, expect_int, expect_list
 from consensus.crypto import PrivateKey
 from consensus.errors import DecodeError
-from consensus.hashing import HASH_LEN
+from consensus.hashing import HASH_LEN, sha256
 from consensus.jobs import JobSpec
 from consensus.market import Job, JobStatus
 from consensus.market_rules import verify_deadline
 from consensus.tx import Body, CommitResult, PostVerdict, RegisterProvider, make_tx
 from kernels.backend import get_backend
 from kernels.blobs import decode_array, encode_array
-from kernels.errors import KernelError
 from kernels.jobs import run_job
 from node.config import ProviderConfig
 from node.errors import NodeError
@@ -103,17 +103,44 @@ class TxSender:
         self.address = host.address
 
     async def send(self, body: Body) -> bytes | None:
+        """Sign, admit and gossip `body`; None (logged) when it would not apply on the
+        current state after this node's own pending txs (a tx that cannot apply would
+        block every later nonce of ours), or the mempool refuses it."""
         h = self.host
+        self.drop_stuck()
         nonce = h.mempool.next_nonce(self.address, h.state)
         raw = make_tx(self.key, h.chain_id, body, nonce, h.params.min_fee).encode()
+        own = h.mempool.pending_from(self.address)
+        h.verifier.verify_raw([raw], h.params.max_tx_bytes)
+        _, rejected = select_txs(h.state, [*own, raw], h.params, h.cache)
+        if rejected:
+            log.info("not sending %s: %s", type(body).__name__, rejected[0][1].reason)
+            return None
         try:
             tx_hash = h.mempool.add(raw, h.state)
         except MempoolReject as exc:
             log.warning("own %s tx refused by the mempool: %s (%s)", type(body).__name__,
                         exc.reason, exc.code)
             return None
-        await self.services.broadcast_txs([raw])
+        try:
+            await self.services.broadcast_txs([raw])
+        except NodeError as exc:  # it is in our mempool: re-gossip and our proposals carry it
+            log.warning("could not gossip own %s tx: %s", type(body).__name__, exc)
         return tx_hash
+
+    def drop_stuck(self) -> None:
+        """Drop our pending txs from the first one that no longer applies (e.g. a verdict
+        after its job settled): kept, it would hold every later nonce of ours forever."""
+        h = self.host
+        own = h.mempool.pending_from(self.address)
+        if not own:
+            return
+        _, rejected = select_txs(h.state, own, h.params, h.cache)
+        if rejected:
+            first = rejected[0][0]
+            log.info("dropping %d own pending tx(s): %s", len(own) - first,
+                     rejected[0][1].reason)
+            h.mempool.discard(own[first:])
 
 
 # --- provider -------------------------------------------------------------------------------
@@ -236,6 +263,10 @@ class ProviderWorker:
             return
         if self.registered_at >= 0 and h.height - self.registered_at < RECOMMIT_AFTER_BLOCKS:
             return  # a registration is on its way
+        if any(isinstance(getattr(self.host.cache.get(sha256(raw)), "body", None),
+                          RegisterProvider)
+               for raw in h.mempool.pending_from(h.address)):
+            return  # still pending: a second one would bond the stake twice
         stake = self.config.stake if current is None else 0
         if current is None and stake < h.params.min_provider_stake:
             log.error("[provider] stake %d is below the chain's minimum %d: not registering",
@@ -256,10 +287,20 @@ class ProviderWorker:
             if job_id in self.working:
                 continue
             sent = self.committed_at.get(job_id)
-            if sent is not None and h.height - sent < RECOMMIT_AFTER_BLOCKS:
+            if sent is not None and (h.height - sent < RECOMMIT_AFTER_BLOCKS
+                                     or self.commit_pending(job_id)):
                 continue
             self.working.add(job_id)
             nursery.start_soon(self.compute, job, backend)
+
+    def commit_pending(self, job_id: bytes) -> bool:
+        """Is one of our CommitResult txs for the job still in our mempool?"""
+        for raw in self.host.mempool.pending_from(self.host.address):
+            body = self.host.cache.get(sha256(raw))
+            if body is not None and isinstance(body.body, CommitResult) \
+                    and body.body.job_id == job_id:
+                return True
+        return False
 
     async def compute(self, job: Job, backend) -> None:
         try:
@@ -276,8 +317,9 @@ class ProviderWorker:
             if await self.sender.send(CommitResult(job.id, tree.root)) is not None:
                 log.info("committed job %s root %s", job.id.hex()[:16], tree.root.hex()[:16])
             self.committed_at[job.id] = self.host.height
-        except (KernelError, ValueError, OSError) as exc:
-            log.error("job %s failed here: %s", job.id.hex()[:16], exc)
+        except Exception as exc:  # out of memory, a device error…: never kill the node
+            log.error("job %s failed here: %s: %s", job.id.hex()[:16], type(exc).__name__,
+                      exc)
             self.committed_at[job.id] = self.host.height
         finally:
             self.working.discard(job.id)
@@ -325,6 +367,16 @@ async def fetch_openings(net: Network, chain_id: str, endpoint: str, job: Job,
                             encode_openings_request(job.id, rows), REQUEST_TIMEOUT_S,
                             MAX_RESPONSE_BYTES)
     return decode_openings(raw, len(rows), row_bytes(job.spec))
+
+
+async def fetch_rows(net: Network, chain_id: str, endpoint: str, job: Job,
+                     rows: list[int]) -> list[Opening]:
+    """Openings of `rows`, in as many requests as the provider's response limit needs."""
+    step = rows_per_request(job.spec)
+    out: list[Opening] = []
+    for start in range(0, len(rows), step):
+        out += await fetch_openings(net, chain_id, endpoint, job, rows[start:start + step])
+    return out
 
 
 async def _fetch_with_retries(net: Network, chain_id: str, endpoint: str, job: Job,
@@ -415,8 +467,8 @@ class VerifierDuty:
             try:
                 if provider is None:
                     raise NodeError("provider is not registered")
-                openings = await fetch_openings(self.net, h.chain_id, provider.endpoint, job,
-                                                list(challenge.rows))
+                openings = await fetch_rows(self.net, h.chain_id, provider.endpoint, job,
+                                            list(challenge.rows))
             except (NodeError, DecodeError) as exc:
                 left = verify_deadline(job, h.params) - h.height
                 self.on_outcome("unreachable")
@@ -432,6 +484,8 @@ class VerifierDuty:
                      job.id.hex()[:16], "valid" if verdict.valid else "INVALID",
                      verdict.reason, verdict.false_accept_bound, verdict.fraction)
             await self.post(job, verdict.valid, verdict.reason)
+        except Exception:  # a bug or no memory: log it, retry next block, keep the node up
+            log.exception("checking job %s failed", job.id.hex()[:16])
         finally:
             self.in_flight.discard(job.id)
 

@@ -41,7 +41,7 @@ from tests.unit.helpers import CHAIN_ID, GENESIS_TIME_MS, Chain, Net, addr, key
 VALIDATOR_STAKE = 10**12
 FUNDS = 10**10
 MIN_PROVIDER_STAKE = 1_000_000
-ENDPOINT = "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW"
+ENDPOINT = "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWMrcujA86svnn5cMYNxMK5YR8G8y2KN11KHGj7s2DAqES"
 
 # block_reward 0 and every fee burned: an account changes only by what the market does
 # and the fees it pays, so the lifecycle tests can state balances exactly.

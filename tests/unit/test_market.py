@@ -65,6 +65,7 @@ from consensus.tx import (
 )
 from tests.unit.helpers import BLOCK_INTERVAL_MS, addr, key, sign_commit
 from tests.unit.market_helpers import (
+    ENDPOINT,
     FEE,
     FUNDS,
     MIN_PROVIDER_STAKE,
@@ -160,6 +161,10 @@ REGISTER_CASES = {
     "price above MAX_AMOUNT": Case(lambda s: _reg(s, price=MAX_AMOUNT + 1),
                                    InvalidProviderTerms),
     "no endpoint": Case(lambda s: _reg(s, endpoint=""), InvalidProviderTerms),
+    "endpoint with a trailing protocol": Case(
+        lambda s: _reg(s, endpoint=ENDPOINT + "/tcp/5"), InvalidProviderTerms),
+    "endpoint without a peer id": Case(
+        lambda s: _reg(s, endpoint="/ip4/127.0.0.1/tcp/4001"), InvalidProviderTerms),
     "no region": Case(lambda s: _reg(s, region=""), InvalidProviderTerms),
     "stake below min": Case(lambda s: _reg(s, stake=MIN - 1), InvalidProviderTerms),
     "stake 0 for a new provider": Case(lambda s: _reg(s, stake=0), InvalidProviderTerms),
@@ -338,13 +343,14 @@ def test_registration_bonds_stake_and_an_update_changes_terms() -> None:
     assert chain.balance_of(addr(p)) == FUNDS - MIN - FEE
     assert chain.state.market.bonded() == MIN
     chain.advance()
+    moved, moved_again = ENDPOINT.replace("4001", "4101"), ENDPOINT.replace("4001", "4102")
     chain.advance([chain.register(p, stake=0, kernels=(MATMUL, MLP), price=9, capacity=3,
-                                  region="us-west", carbon=20, endpoint="/dns/p/tcp/1"),
+                                  region="us-west", carbon=20, endpoint=moved),
                    chain.register(p, stake=5, price=11, capacity=3, region="us-west",
-                                  carbon=20, endpoint="/dns/p/tcp/2")])
+                                  carbon=20, endpoint=moved_again)])
     provider = chain.provider(p)
     assert provider == Provider(addr(p), MIN + 5, (MATMUL,), 11, 3, "us-west", 20,
-                                "/dns/p/tcp/2", 1)  # registered_height kept
+                                moved_again, 1)  # registered_height kept
     assert chain.balance_of(addr(p)) == FUNDS - MIN - 5 - 3 * FEE
     assert chain.state.supply.expected_total == supply - 3 * FEE  # every fee burned
     check_market(chain.state)

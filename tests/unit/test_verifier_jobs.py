@@ -101,3 +101,16 @@ def test_output_store_saves_atomically_rebuilds_trees_and_prunes(tmp_path) -> No
     assert fresh.tree(b"\x0b" * 32, spec) is None
     assert fresh.prune(lambda job_id: job_id != JOB_ID) == 1
     assert fresh.tree(JOB_ID, spec) is None and not list((tmp_path / "outputs").iterdir())
+
+
+@pytest.mark.parametrize("spec, name", [
+    (JobSpec(MATMUL, (1, 65536, 65536), b"\x01" * 32), "B"),
+    (JobSpec(MATMUL, (65536, 4096, 1), b"\x01" * 32), "A"),
+    (JobSpec(MATMUL, (65536, 1, 2048), b"\x01" * 32), "the output"),
+    (JobSpec(MLP, (1, 16, 65536, 65536, 8), b"\x02" * 32), "layer 1 weights"),
+], ids=["B", "A", "output", "mlp-weights"])
+def test_jobs_too_big_to_hold_in_memory_are_invalid(spec: JobSpec, name: str) -> None:
+    """Consensus refuses jobs whose operands or output no provider or verifier could hold
+    (they would otherwise crash nodes that tried)."""
+    assert spec.problem().startswith(f"{name} would be")
+    assert JobSpec(MATMUL, (8192, 8192, 8192), b"\x01" * 32).problem() == ""
