@@ -85,10 +85,11 @@ def _accumulate_chunks(a: Any, b: Any, xp: ModuleType) -> Any:
 
     The operands are converted to float32 once (chunks are views). Each chunk's result is
     an integer of magnitude <= 2^24; their running sum is an integer of magnitude at most
-    k * 2^14, and float64 holds every integer up to 2^53 exactly,
-    so the float64 accumulator is exact for k <= 2^39 (checked); the one final
-    conversion to int64 is exact too. Adding float32 into float64 in place needs no
-    temporary, which is what keeps the exact product near plain float32 GEMM speed.
+    k * 2^14, and float64 holds every integer up to 2^53 exactly, so the float64
+    accumulator is exact for k <= 2^39 (checked). The last chunk is added and converted to
+    int64 in one pass (`add` computing in float64, written to an int64 array: exact, as
+    the sums are integers); one chunk is converted directly. Fewer passes over the
+    m x n result is what keeps the exact product near plain float32 GEMM speed.
     """
     m, k = a.shape
     n = b.shape[1]
@@ -98,16 +99,24 @@ def _accumulate_chunks(a: Any, b: Any, xp: ModuleType) -> Any:
         raise InvalidKernelInput(f"reduction length {k} exceeds {FLOAT64_EXACT_REDUCTION}")
     a32 = a.astype(xp.float32)
     b32 = b.astype(xp.float32)
-    acc = None
+    starts = list(range(0, k, CHUNK))
     with exact_float32_gemm(xp):
-        for start in range(0, k, CHUNK):
-            stop = min(start + CHUNK, k)
-            part = xp.matmul(a32[:, start:stop], b32[start:stop])  # exact: |sums| <= 2^24
-            if acc is None:
-                acc = part.astype(xp.float64)
-            else:
-                acc += part  # exact: integers below 2^53
-    return acc.astype(xp.int64)
+        def part(start: int) -> Any:  # exact: |sums| <= 2^24
+            return xp.matmul(a32[:, start:start + CHUNK], b32[start:start + CHUNK])
+
+        if len(starts) == 1:
+            return part(0).astype(xp.int64)
+        acc = part(starts[0])
+        if len(starts) > 2:
+            acc = acc.astype(xp.float64)
+            for start in starts[1:-1]:
+                acc += part(start)  # exact: integers below 2^53
+        last = part(starts[-1])
+        if xp is not np:  # CuPy's ufuncs document no `casting`; the passes are cheap there
+            return (acc.astype(xp.float64) + last).astype(xp.int64)
+        out = np.empty((m, n), dtype=np.int64)
+        np.add(acc, last, out=out, dtype=np.float64, casting="unsafe")
+    return out
 
 
 def int8_matmul(a: Any, b: Any, backend: Backend = CPU) -> Any:
