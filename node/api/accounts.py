@@ -18,11 +18,16 @@ ADDRESS = Param("address", {"type": "string", "minLength": 1, "maxLength": 90},
                 "a bech32 address 'jev1…' (42 characters, valid checksum)")
 
 
-async def get_account(api: Api, request: Request, args: dict[str, Any]) -> Response:
+def parse_address(text: str) -> bytes:
+    """The 20-byte address of a bech32 path parameter, or a 400 bad_address."""
     try:
-        address = from_bech32(args["address"])
+        return from_bech32(text)
     except InvalidAddress as exc:
         raise ApiError(400, "bad_address", f"{exc}; expected {ADDRESS.expect}") from None
+
+
+async def get_account(api: Api, request: Request, args: dict[str, Any]) -> Response:
+    address = parse_address(args["address"])
     state = api.host.state
     account = state.get_account(address)
     entry = state.staking.bonded.get(address)

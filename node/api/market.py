@@ -9,16 +9,19 @@ counters the chain keeps; they are for display and never feed back into consensu
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from consensus.address import from_bech32, to_bech32
-from consensus.errors import DecodeError, InvalidAddress
+from consensus.address import to_bech32
+from consensus.errors import DecodeError
 from consensus.market import Job, JobStatus, KernelStats, Provider
 from consensus.market_rules import verify_deadline
 from kernels.blobs import encode_array
+from node.api.accounts import ADDRESS as ACCOUNT_ADDRESS
+from node.api.accounts import parse_address
 from node.api.errors import ApiError
 from node.api.routing import Api, Operation, Param, Reply, json_response
 from node.api.schemas import ADDRESS, HEX32, UINT, obj, ref
@@ -29,9 +32,7 @@ from verifier.detection import p_pass_sample
 JOB_STATES = [s.name.lower() for s in JobStatus]
 QUOTED_FRACTION = 0.01  # the corrupted-row fraction a job's detection bound is quoted for
 
-ADDRESS_PARAM = Param("address", {"type": "string", "minLength": 1, "maxLength": 90},
-                      "provider address", "bad_address",
-                      "a bech32 address 'jev1…' (42 characters, valid checksum)")
+ADDRESS_PARAM = replace(ACCOUNT_ADDRESS, description="provider address")
 JOB_ID = Param("job_id", {"type": "string", "minLength": 64, "maxLength": 64,
                           "pattern": "^[0-9a-f]{64}$"},
                "job id (the hash of its SubmitJob transaction)", "bad_job_id",
@@ -163,10 +164,7 @@ async def list_providers(api: Api, request: Request, args: dict[str, Any]) -> Re
 
 
 async def get_provider(api: Api, request: Request, args: dict[str, Any]) -> Response:
-    try:
-        address = from_bech32(args["address"])
-    except InvalidAddress as exc:
-        raise ApiError(400, "bad_address", f"{exc}; expected {ADDRESS_PARAM.expect}") from None
+    address = parse_address(args["address"])
     state = api.host.state
     provider = state.market.providers.get(address)
     if provider is None:
