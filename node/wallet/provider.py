@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from consensus.jobs import KERNELS
+from consensus.jobs import KERNELS, endpoint_problem
 from consensus.params import MAX_AMOUNT
 from consensus.tx import MAX_ENDPOINT_LEN, MAX_KERNELS, MAX_REGION_LEN, RegisterProvider
 from node.wallet.errors import WalletError
@@ -52,8 +52,8 @@ def parse_kernels(text: str) -> tuple[str, ...]:
 
 
 def check_endpoint(text: str) -> str:
-    if not text.startswith("/") or "/p2p/" not in text or len(text) > MAX_ENDPOINT_LEN \
-            or any(c.isspace() for c in text):
+    """The chain's own endpoint rule (consensus.jobs.endpoint_problem), and its length."""
+    if endpoint_problem(text) or len(text) > MAX_ENDPOINT_LEN:
         raise WalletError(f"--endpoint {text!r}: expected the libp2p multiaddr where this "
                           "provider serves openings, with its peer id, e.g. "
                           "/ip4/203.0.113.7/tcp/26600/p2p/16Uiu2… (at most "

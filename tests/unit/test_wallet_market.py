@@ -163,6 +163,8 @@ def test_provider_terms_new_and_update() -> None:
         parse_kernels("matmul-int8,conv")
     with pytest.raises(WalletError, match="--endpoint"):
         term_options(None, None, None, None, None, "/ip4/1.2.3.4/tcp/1", None)
+    with pytest.raises(WalletError, match="--endpoint"):  # the chain refuses it too
+        term_options(None, None, None, None, None, ENDPOINT + "/tcp/5", None)
     with pytest.raises(WalletError, match=r"--price: '1.5' needs a unit"):
         term_options(None, "1.5", None, None, None, None, None)
     new = term_options("mlp-int8", "12", 2, "us", 50, ENDPOINT, 100)
