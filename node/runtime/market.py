@@ -36,7 +36,7 @@ from consensus.builder import select_txs
 from consensus.codec import decode, encode, expect_array, expect_bytes, expect_int, expect_list
 from consensus.crypto import PrivateKey
 from consensus.errors import DecodeError
-from consensus.hashing import HASH_LEN, sha256
+from consensus.hashing import HASH_LEN
 from consensus.jobs import JobSpec
 from consensus.market import Job, JobStatus
 from consensus.market_rules import verify_deadline
@@ -110,7 +110,7 @@ class TxSender:
         self.drop_stuck()
         nonce = h.mempool.next_nonce(self.address, h.state)
         raw = make_tx(self.key, h.chain_id, body, nonce, h.params.min_fee).encode()
-        own = h.mempool.pending_from(self.address)
+        own = [e.raw for e in h.mempool.pending_from(self.address)]
         h.verifier.verify_raw([raw], h.params.max_tx_bytes)
         _, rejected = select_txs(h.state, [*own, raw], h.params, h.cache)
         if rejected:
@@ -132,7 +132,7 @@ class TxSender:
         """Drop our pending txs from the first one that no longer applies (e.g. a verdict
         after its job settled): kept, it would hold every later nonce of ours forever."""
         h = self.host
-        own = h.mempool.pending_from(self.address)
+        own = [e.raw for e in h.mempool.pending_from(self.address)]
         if not own:
             return
         _, rejected = select_txs(h.state, own, h.params, h.cache)
@@ -141,6 +141,10 @@ class TxSender:
             log.info("dropping %d own pending tx(s): %s", len(own) - first,
                      rejected[0][1].reason)
             h.mempool.discard(own[first:])
+
+    def pending_bodies(self) -> list[Body]:
+        """The bodies of this node's own txs still in its mempool, in nonce order."""
+        return [e.tx.body for e in self.host.mempool.pending_from(self.address)]
 
 
 # --- provider -------------------------------------------------------------------------------
@@ -263,9 +267,7 @@ class ProviderWorker:
             return
         if self.registered_at >= 0 and h.height - self.registered_at < RECOMMIT_AFTER_BLOCKS:
             return  # a registration is on its way
-        if any(isinstance(getattr(self.host.cache.get(sha256(raw)), "body", None),
-                          RegisterProvider)
-               for raw in h.mempool.pending_from(h.address)):
+        if any(isinstance(body, RegisterProvider) for body in self.sender.pending_bodies()):
             return  # still pending: a second one would bond the stake twice
         stake = self.config.stake if current is None else 0
         if current is None and stake < h.params.min_provider_stake:
@@ -295,12 +297,8 @@ class ProviderWorker:
 
     def commit_pending(self, job_id: bytes) -> bool:
         """Is one of our CommitResult txs for the job still in our mempool?"""
-        for raw in self.host.mempool.pending_from(self.host.address):
-            body = self.host.cache.get(sha256(raw))
-            if body is not None and isinstance(body.body, CommitResult) \
-                    and body.body.job_id == job_id:
-                return True
-        return False
+        return any(isinstance(body, CommitResult) and body.job_id == job_id
+                   for body in self.sender.pending_bodies())
 
     async def compute(self, job: Job, backend) -> None:
         try:

@@ -137,10 +137,10 @@ class Mempool:
             nonce += 1
         return nonce
 
-    def pending_from(self, sender: bytes) -> list[bytes]:
-        """`sender`'s pending txs in nonce order."""
+    def pending_from(self, sender: bytes) -> list[Entry]:
+        """`sender`'s pending txs (bytes and decoded) in nonce order."""
         queue = self._by_sender.get(sender, {})
-        return [queue[n].raw for n in sorted(queue)]
+        return [queue[n] for n in sorted(queue)]
 
     def discard(self, raws: list[bytes]) -> None:
         """Drop these txs (e.g. ones that no longer apply on the current state)."""
