@@ -29,11 +29,23 @@ from tests.functional.cli import JEVONS, jevons
 DEFAULT_TIMEOUT = 60.0
 
 
+def ephemeral_port_floor() -> int:
+    """The lowest port the kernel hands out for outgoing connections (32768 by default)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port_block(count: int) -> int:
-    """A base port with `count` consecutive free ports on 127.0.0.1 (checked by binding)."""
+    """A base port with `count` consecutive free ports on 127.0.0.1 (checked by binding),
+    below the ephemeral range: a node started later (a restart, a late joiner) would
+    otherwise find its port taken by another node's outgoing connection."""
     rng = random.Random(os.getpid() ^ time.time_ns())
+    top = min(60_000, ephemeral_port_floor()) - count
     for _ in range(200):
-        base = rng.randrange(20_000, 60_000 - count)
+        base = rng.randrange(10_000, max(10_001, top))
         socks = []
         try:
             for port in range(base, base + count):
