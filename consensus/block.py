@@ -10,7 +10,7 @@ Block: [header, txs (each the raw canonical tx bytes), evidence, last_commit].
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from consensus.address import ADDRESS_LEN
 from consensus.codec import (
@@ -84,6 +84,12 @@ class Block:
     txs: tuple[bytes, ...]
     evidence: tuple[bytes, ...]
     last_commit: Commit
+    tx_hashes: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+    """sha256 of each tx, in order: computed once, read by validation, the tx root,
+    storage and the mempool."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tx_hashes", tuple(sha256(raw) for raw in self.txs))
 
     @property
     def height(self) -> int:

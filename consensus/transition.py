@@ -7,7 +7,7 @@ modified, so a block that fails half-way leaves nothing behind.
 
 from __future__ import annotations
 
-from consensus.block import Block, evidence_root, tx_root
+from consensus.block import Block, evidence_root
 from consensus.crypto import verify_signature
 from consensus.errors import (
     AmountOverflow,
@@ -30,7 +30,7 @@ from consensus.errors import (
     WrongChainId,
 )
 from consensus.evidence import DuplicateVoteEvidence
-from consensus.hashing import sha256
+from consensus.hashing import merkle_root, sha256
 from consensus.market_rules import begin_market_block, end_market_block, process_market_tx
 from consensus.params import BPS, MAX_AMOUNT, ChainParams
 from consensus.sigcache import SigCache
@@ -87,7 +87,7 @@ def process_header(state: State, block: Block) -> None:
         raise InvalidBlock(f"proposer {h.proposer.hex()} is not a validator")
     if h.last_commit_hash != block.last_commit.hash():
         raise InvalidBlock("last_commit_hash does not match the block's last commit")
-    if h.tx_root != tx_root(list(block.txs)):
+    if h.tx_root != merkle_root(list(block.tx_hashes)):
         raise InvalidBlock("tx_root does not match the block's transactions")
     if h.evidence_root != evidence_root(list(block.evidence)):
         raise InvalidBlock("evidence_root does not match the block's evidence")
@@ -110,8 +110,7 @@ def process_last_commit(state: State, block: Block) -> None:
 def process_transactions(state: State, block: Block, params: ChainParams,
                          sig_cache: SigCache | None) -> int:
     fees = 0
-    for index, raw in enumerate(block.txs):
-        tx_hash = sha256(raw)
+    for index, (raw, tx_hash) in enumerate(zip(block.txs, block.tx_hashes, strict=True)):
         try:
             tx = get_verified_tx(raw, tx_hash, state.chain_id, params, sig_cache)
             fees += process_tx(state, tx, params)

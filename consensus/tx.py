@@ -8,7 +8,7 @@ The transaction hash is SHA-256 of the whole encoding (signature included).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar
 
@@ -214,14 +214,16 @@ class Tx:
     fee: int
     body: Body
     signature: bytes = b""
+    sender: bytes = field(init=False, repr=False, compare=False)
+    """The sender's address, derived from `sender_pubkey` once (it is read many times per
+    transaction: admission, selection, application)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sender", address_from_pubkey(self.sender_pubkey))
 
     @property
     def kind(self) -> int:
         return int(self.body.KIND)
-
-    @property
-    def sender(self) -> bytes:
-        return address_from_pubkey(self.sender_pubkey)
 
     def unsigned_fields(self) -> list:
         return [TX_VERSION, self.chain_id, self.kind, self.sender_pubkey, self.nonce, self.fee,

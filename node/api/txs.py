@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 from typing import Any
 
 import trio
@@ -100,6 +101,9 @@ def too_large(limit: int) -> ApiError:
                                       f"{MAX_BATCH} transactions per request")
 
 
+HEX_DIGITS = re.compile("[0-9a-fA-F]*")
+
+
 def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
@@ -114,7 +118,7 @@ def parse_hex(value: object, what: str) -> bytes:
     if len(value) > 2 * MAX_TX_HEX_BYTES:
         raise ApiError(400, "bad_tx", f"{what} is {len(value) // 2} bytes, over the "
                                       f"{MAX_TX_HEX_BYTES}-byte limit of a transaction")
-    if len(value) % 2 or any(c not in "0123456789abcdefABCDEF" for c in value):
+    if len(value) % 2 or not HEX_DIGITS.fullmatch(value):
         raise ApiError(400, "bad_tx", f"{what} must be an even number of hex digits, got "
                                       f"{echo(value)}")
     return bytes.fromhex(value)
@@ -168,15 +172,9 @@ async def submit_batch(api: Api, items: object) -> Response:
         raise ApiError(400, "bad_request", f"txs must be a list of 1..{MAX_BATCH} hex strings, "
                                            f"got {got}")
     raws = [parse_hex(item, f"txs[{i}]") for i, item in enumerate(items)]
-    host = api.host
-    host.verifier.verify_raw(raws, host.params.max_tx_bytes)  # on all cores, once
-    accepted, rejected = [], []
-    for index, raw in enumerate(raws):
-        try:
-            host.mempool.add(raw, host.state)
-            accepted.append(raw)
-        except MempoolReject as exc:
-            rejected.append({"index": index, "error": exc.code, "message": exc.reason})
+    accepted, refused = api.host.admit(raws)  # signatures verified on all cores, once
+    rejected = [{"index": index, "error": exc.code, "message": exc.reason}
+                for index, exc in refused]
     await gossip(api, accepted)
     if not accepted:
         raise ApiError(422, "all_rejected", f"none of the {len(raws)} transactions was "

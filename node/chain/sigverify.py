@@ -34,19 +34,22 @@ class ParallelVerifier:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def verify_raw(self, raws: list[bytes], max_tx_bytes: int) -> list[int]:
+    def verify_raw(self, raws: list[bytes], max_tx_bytes: int,
+                   hashes: list[bytes] | None = None) -> list[int]:
         """Verify the signatures of encoded txs not yet in the cache; add the good ones.
 
         Decoding runs on this thread while earlier chunks verify on the pool, so the
         GIL-bound decode overlaps the GIL-free signature checks. Returns the indices of txs
         that failed to decode or verify (the caller decides what that means: drop from the
-        mempool, or let apply_block reject the block).
+        mempool, or let apply_block reject the block). `hashes`, when given, are the txs'
+        sha256 (computed once by the caller).
         """
         bad: list[int] = []
         jobs: list[tuple[list[tuple[int, bytes, Tx, bytes]], Future[list[bool]]]] = []
         chunk: list[tuple[int, bytes, Tx, bytes]] = []
-        for i, raw in enumerate(raws):
-            tx_hash = sha256(raw)
+        if hashes is None:
+            hashes = [sha256(raw) for raw in raws]
+        for i, (raw, tx_hash) in enumerate(zip(raws, hashes, strict=True)):
             if tx_hash in self.cache:
                 continue
             try:

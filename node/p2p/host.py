@@ -134,8 +134,63 @@ async def _no_auto_connect() -> None:
     await trio.lowlevel.checkpoint()
 
 
+PEER_RECORD_MEMO_SIZE = 4096
+PEER_RECORD_RECHECK_S = 600.0
+LOCAL_RECORD_RECHECK_S = 5.0
+
+
+def memoize_peer_records() -> None:
+    """Stop py-libp2p from redoing signed-peer-record work on every pubsub RPC.
+
+    Each RPC it sends carries the node's signed peer record, rebuilt from the host's
+    listen addresses (Multiaddr parsing, a set comparison, protobuf marshalling); each RPC
+    it receives has that record's Ed25519 signature verified again and the peerstore
+    updated. A peer's record is the same bytes on every RPC, so on an idle 4-validator net
+    this was about 8% of each node's CPU. A record that verified once for a peer is now
+    trusted for PEER_RECORD_RECHECK_S (then checked again; the peerstore keeps it two
+    hours); a record that fails is never remembered. The local record is reused for
+    LOCAL_RECORD_RECHECK_S before the addresses are compared again. Idempotent."""
+    import libp2p.pubsub.gossipsub as gossipsub_module
+    import libp2p.pubsub.pubsub as pubsub_module
+
+    if getattr(pubsub_module.maybe_consume_signed_record, "jevons_memo", False):
+        return
+    consume = pubsub_module.maybe_consume_signed_record
+    envelope_of = pubsub_module.env_to_send_in_RPC
+    verified: dict[tuple[bytes, bytes], float] = {}
+
+    def memo_consume(msg: Any, host: IHost, peer_id: ID) -> bool:
+        if not msg.HasField("senderRecord"):
+            return True
+        key = (peer_id.to_bytes(), msg.senderRecord)
+        now = trio.current_time()
+        if verified.get(key, -1.0) > now:
+            return True
+        ok = consume(msg, host, peer_id)
+        if ok:
+            if len(verified) >= PEER_RECORD_MEMO_SIZE:
+                verified.clear()
+            verified[key] = now + PEER_RECORD_RECHECK_S
+        return ok
+
+    def memo_envelope(host: IHost) -> tuple[bytes, bool]:
+        now = trio.current_time()
+        cached = getattr(host, "_jevons_local_record", None)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        result = envelope_of(host)
+        host._jevons_local_record = (now + LOCAL_RECORD_RECHECK_S, result)  # type: ignore
+        return result
+
+    memo_consume.jevons_memo = True  # type: ignore[attr-defined]
+    for module in (pubsub_module, gossipsub_module):
+        module.maybe_consume_signed_record = memo_consume  # type: ignore[assignment]
+        module.env_to_send_in_RPC = memo_envelope  # type: ignore[assignment]
+
+
 def build_pubsub(host: IHost, params: GossipParams,
                  on_bad: Callable[[str, str], None] | None = None) -> tuple[Pubsub, GossipSub]:
+    memoize_peer_records()
     router = GossipSub(
         protocols=list(GOSSIP_PROTOCOLS),
         degree=params.degree,

@@ -42,6 +42,7 @@ from consensus.builder import build_block, select_txs
 from consensus.crypto import PrivateKey
 from consensus.errors import DecodeError, InvalidBlock
 from consensus.evidence import DuplicateVoteEvidence
+from consensus.hashing import sha256
 from consensus.sigcache import SigCache
 from consensus.state import State
 from consensus.transition import apply_block
@@ -50,7 +51,7 @@ from node.chain.signer import FileSigner
 from node.chain.sigverify import ParallelVerifier
 from node.errors import NodeError
 from node.runtime import events as ev
-from node.runtime.mempool import Mempool
+from node.runtime.mempool import Mempool, MempoolReject
 from node.runtime.wal import Wal, replay
 from node.runtime.wire import encode_proposal, encode_vote, topics
 from node.store.blockstore import BlockStore
@@ -85,14 +86,25 @@ class SyncedBlock:
     commit: Commit
 
 
+@dataclass(frozen=True, slots=True)
+class DeferredProposal:
+    """Our round-0 proposal, put off until the commit pause has passed (not logged: after
+    a crash the engine asks for the proposal again)."""
+
+    effect: ProposeBlock
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
 class ConsensusHost:
     def __init__(self, store: BlockStore, net: Network, key: PrivateKey,
-                 signer: FileSigner | None, wal_path, timeouts: TimeoutConfig) -> None:
+                 signer: FileSigner | None, wal_path, timeouts: TimeoutConfig,
+                 commit_pause_ms: int = 0) -> None:
         self.store, self.net, self.key, self.signer = store, net, key, signer
+        self.commit_pause_ms = commit_pause_ms
+        self._decided_at: float | None = None  # trio clock of the last commit
         self.address = address_from_pubkey(key.public)
         self.state: State = store.load_state()
         self.params = self.state.params
@@ -109,7 +121,8 @@ class ConsensusHost:
                             else Commit.empty())
         self.wal_path = wal_path
         self.wal: Wal | None = None
-        self.inbox_send, self.inbox = trio.open_memory_channel[Event | SyncedBlock](10_000)
+        self.inbox_send, self.inbox = trio.open_memory_channel[
+            Event | SyncedBlock | DeferredProposal](10_000)
         self.progress = trio.Event()
         self.committed_txs = 0
         self.commit_listeners: list[Callable[[Block, State], None]] = []  # e.g. API metrics
@@ -123,6 +136,25 @@ class ConsensusHost:
     @property
     def height(self) -> int:
         return self.state.height
+
+    def admit(self, raws: list[bytes]) -> tuple[list[bytes], list[tuple[int, MempoolReject]]]:
+        """Admit a batch of encoded txs into the mempool: each is hashed once, txs already
+        pending are refused before any work, the signatures of the rest are verified on
+        all cores in one pass. Returns (admitted, [(index, why), …])."""
+        mempool = self.mempool
+        hashes = [sha256(raw) for raw in raws]
+        fresh = [i for i, h in enumerate(hashes) if h not in mempool]
+        self.verifier.verify_raw([raws[i] for i in fresh], self.params.max_tx_bytes,
+                                 [hashes[i] for i in fresh])
+        admitted: list[bytes] = []
+        rejected: list[tuple[int, MempoolReject]] = []
+        for i, (raw, tx_hash) in enumerate(zip(raws, hashes, strict=True)):
+            try:
+                mempool.add(raw, self.state, tx_hash)
+                admitted.append(raw)
+            except MempoolReject as exc:
+                rejected.append((i, exc))
+        return admitted, rejected
 
     def validator_set(self) -> ValidatorSet:
         """The set signing the next height (cached: its proposer cycle costs to build)."""
@@ -138,10 +170,12 @@ class ConsensusHost:
             async for event in self.inbox:
                 if isinstance(event, SyncedBlock):
                     await self._adopt(event)
+                elif isinstance(event, DeferredProposal):
+                    await self._propose(event.effect, deferred=True)
                 else:
                     await self.handle(event)
 
-    async def submit(self, event: Event | SyncedBlock) -> None:
+    async def submit(self, event: Event | SyncedBlock | DeferredProposal) -> None:
         await self.inbox_send.send(event)
 
     def close(self) -> None:
@@ -235,9 +269,12 @@ class ConsensusHost:
 
     def _schedule(self, effect: ScheduleTimeout) -> None:
         assert self.nursery is not None
+        delay_ms = effect.delay_ms
+        if effect.kind == TimeoutKind.PROPOSE and effect.round == 0:
+            delay_ms += self.commit_pause_ms  # the proposer waits that long before building
 
         async def fire() -> None:
-            await trio.sleep(effect.delay_ms / 1000)
+            await trio.sleep(delay_ms / 1000)
             await self.submit(TimeoutElapsed(effect.kind, effect.height, effect.round))
 
         self.nursery.start_soon(fire)
@@ -266,8 +303,14 @@ class ConsensusHost:
         except NodeError as exc:
             log.warning("could not gossip a consensus message: %s", exc)
 
-    async def _propose(self, effect: ProposeBlock) -> None:
+    async def _propose(self, effect: ProposeBlock, deferred: bool = False) -> None:
         if self.signer is None or effect.height != self.engine.height:
+            return
+        if deferred and (effect.round != self.engine.round or self.engine.step != Step.PROPOSE):
+            return  # the round moved on while we paused
+        pause = self._commit_pause_left()
+        if not deferred and effect.round == 0 and pause > 0:
+            self._defer(DeferredProposal(effect), pause)
             return
         if effect.block_hash is not None and effect.block_hash in self.candidates:
             candidate = self.candidates[effect.block_hash]
@@ -285,6 +328,21 @@ class ConsensusHost:
         if self.wal:
             self.wal.sync()
         await self.publish(raw)
+
+    def _commit_pause_left(self) -> float:
+        """Seconds left of the pause after the last commit (0 when none is due)."""
+        if self._decided_at is None or self._replaying or not self.commit_pause_ms:
+            return 0.0
+        return self._decided_at + self.commit_pause_ms / 1000 - trio.current_time()
+
+    def _defer(self, event: DeferredProposal, delay_s: float) -> None:
+        assert self.nursery is not None
+
+        async def later() -> None:
+            await trio.sleep(delay_s)
+            await self.submit(event)
+
+        self.nursery.start_soon(later)
 
     def _build_block(self) -> Candidate:
         pending = self.mempool.reap(self.state, min(MAX_PROPOSAL_TXS,
@@ -319,7 +377,8 @@ class ConsensusHost:
             return False
         if block.hash() != block_hash:
             return False
-        self.verifier.verify_raw(list(block.txs), self.params.max_tx_bytes)
+        self.verifier.verify_raw(list(block.txs), self.params.max_tx_bytes,
+                                 list(block.tx_hashes))
         try:
             after = apply_block(self.state, block, self.params, self.cache)
         except InvalidBlock as exc:
@@ -358,7 +417,8 @@ class ConsensusHost:
     def _advance(self, block: Block, after: State, commit: Commit) -> None:
         """Move onto a committed block (decided here or synced)."""
         self.state, self.last_commit = after, commit
-        self.mempool.update(after, list(block.txs))
+        self._decided_at = trio.current_time()
+        self.mempool.update(after, list(block.tx_hashes))
         self.committed_txs += len(block.txs)
         for raw in block.evidence:
             self.evidence.pop(DuplicateVoteEvidence.decode(raw).hash(), None)

@@ -56,9 +56,11 @@ class Mempool:
     def size_bytes(self) -> int:
         return self._bytes
 
-    def add(self, raw: bytes, state: State) -> bytes:
-        """Admit `raw` or raise MempoolReject; returns the tx hash."""
-        tx_hash = sha256(raw)
+    def add(self, raw: bytes, state: State, tx_hash: bytes | None = None) -> bytes:
+        """Admit `raw` or raise MempoolReject; returns the tx hash (`tx_hash`, when the
+        caller has it already, must be sha256(raw))."""
+        if tx_hash is None:
+            tx_hash = sha256(raw)
         if tx_hash in self._by_hash:
             raise MempoolReject("duplicate", "transaction is already in the mempool")
         if len(raw) > self.params.max_tx_bytes:
@@ -118,9 +120,10 @@ class Mempool:
         return out
 
     def update(self, state: State, committed: list[bytes]) -> None:
-        """After a block: drop its txs and every tx whose nonce is now used."""
-        for raw in committed:
-            self._remove(sha256(raw))
+        """After a block: drop its txs (given by hash) and every tx whose nonce is now
+        used."""
+        for tx_hash in committed:
+            self._remove(tx_hash)
         for sender in list(self._by_sender):
             account = state.get_account(sender)
             if account is None:

@@ -43,7 +43,8 @@ async def run_node(home: Home, timeouts: TimeoutConfig | None = None,
                   if home.config.role == "validator" else None)
         net = P2PNode.from_config(home.node_seed, home.config.p2p)
         host = ConsensusHost(store, net, home.validator_key, signer,
-                             home.paths.data / "consensus.wal", timeouts or TimeoutConfig())
+                             home.paths.data / "consensus.wal", timeouts or TimeoutConfig(),
+                             home.config.consensus.timeout_commit_ms)
         services = NodeServices(host, net)
         services.install()
         try:

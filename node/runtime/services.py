@@ -24,7 +24,6 @@ from node.errors import NodeError
 from node.runtime import wire
 from node.runtime.host import ConsensusHost, SyncedBlock
 from node.runtime.host import Network as Publisher
-from node.runtime.mempool import MempoolReject
 
 log = logging.getLogger("jevons.net")
 REQUEST_TIMEOUT_S = 10.0
@@ -143,13 +142,9 @@ class NodeServices:
     async def on_txs(self, peer: str, raw: bytes) -> None:
         h = self.host
         txs = wire.decode_tx_batch(raw, h.params.max_tx_bytes)
-        h.verifier.verify_raw(txs, h.params.max_tx_bytes)
-        for tx in txs:
-            self.txs_received += 1
-            try:
-                h.mempool.add(tx, h.state)
-            except MempoolReject:
-                self.txs_rejected += 1
+        _, rejected = h.admit(txs)
+        self.txs_received += len(txs)
+        self.txs_rejected += len(rejected)
 
     async def broadcast_txs(self, txs: list[bytes]) -> None:
         for start in range(0, len(txs), wire.MAX_TX_BATCH):

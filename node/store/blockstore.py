@@ -18,7 +18,7 @@ import plyvel
 from consensus.block import Block
 from consensus.codec import decode, encode, expect_bytes, expect_int, expect_list
 from consensus.errors import DecodeError
-from consensus.hashing import HASH_LEN, sha256
+from consensus.hashing import HASH_LEN
 from consensus.state import Account, State
 from consensus.vote import Commit
 from node.errors import NodeError
@@ -239,8 +239,8 @@ def block_items(block: Block, block_hash: bytes) -> list[tuple[bytes, bytes]]:
     height = keys.encode_height(block.height)
     items = [(keys.block_key(block.height), block.encode()),
              (keys.block_hash_key(block_hash), height)]
-    for index, raw_tx in enumerate(block.txs):
-        items.append((keys.tx_key(sha256(raw_tx)), encode([block.height, index])))
+    for index, tx_hash in enumerate(block.tx_hashes):
+        items.append((keys.tx_key(tx_hash), encode([block.height, index])))
     return items
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from consensus.hashing import sha256
 from consensus.sigcache import SigCache
 from node.runtime.mempool import MAX_NONCE_AHEAD, Mempool, MempoolReject
 from tests.unit.helpers import Chain, addr, flip_byte, make_net
@@ -54,7 +55,7 @@ def test_reap_orders_nonces_and_update_drops_committed() -> None:
     reaped = pool.reap(chain.state, 10)
     assert reaped == [txs[1], txs[2], txs[0]]  # nonce 4 waits for nonce 3
     chain.advance(reaped[:2])
-    pool.update(chain.state, reaped[:2])
+    pool.update(chain.state, [sha256(raw) for raw in reaped[:2]])
     assert len(pool) == 2
     assert pool.reap(chain.state, 10) == [txs[0]]
     with pytest.raises(MempoolReject) as info:

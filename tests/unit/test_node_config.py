@@ -4,14 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from node.config import NodeConfig, P2PConfig, load_config, parse_config
+from node.config import ConsensusConfig, NodeConfig, P2PConfig, load_config, parse_config
 from node.errors import ConfigError
 
 
 def test_round_trip(tmp_path: Path) -> None:
     config = NodeConfig(moniker="n1", role="provider",
                         p2p=P2PConfig("/ip4/127.0.0.1/tcp/4001",
-                                      ("/ip4/127.0.0.1/tcp/4002/p2p/x",)))
+                                      ("/ip4/127.0.0.1/tcp/4002/p2p/x",)),
+                        consensus=ConsensusConfig(timeout_commit_ms=0))
     path = tmp_path / "config.toml"
     path.write_text(config.to_toml())
     assert load_config(path) == config
@@ -26,6 +27,10 @@ def test_round_trip(tmp_path: Path) -> None:
     ({"api": {"listen": "127.0.0.1:99999"}}, "HOST:PORT"),
     ({"chain": {"block_time_ms": 1.5}}, "block_time_ms"),
     ({"chain": {"block_time_ms": 1}}, "block_time_ms"),
+    ({"consensus": {"timeout_commit_ms": -1}}, r"\[consensus\] timeout_commit_ms must be an "
+                                               r"integer in 0\.\.60000, got -1"),
+    ({"consensus": {"timeout_commit_ms": "300"}}, "timeout_commit_ms"),
+    ({"consensus": {"timeout_propose_ms": 3}}, "unknown key 'timeout_propose_ms'"),
     ({"node": {"moniker": ""}}, "moniker must be a non-empty string"),
     ({"node": []}, "must be a table"),
 ])
