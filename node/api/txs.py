@@ -172,7 +172,7 @@ async def submit_batch(api: Api, items: object) -> Response:
         raise ApiError(400, "bad_request", f"txs must be a list of 1..{MAX_BATCH} hex strings, "
                                            f"got {got}")
     raws = [parse_hex(item, f"txs[{i}]") for i, item in enumerate(items)]
-    accepted, refused = api.host.admit(raws)  # signatures verified on all cores, once
+    accepted, refused = await api.host.admit(raws)  # signatures verified on all cores, once
     rejected = [{"index": index, "error": exc.code, "message": exc.reason}
                 for index, exc in refused]
     await gossip(api, accepted)

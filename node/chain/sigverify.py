@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import trio
+
 from consensus.crypto import verify_signature
 from consensus.errors import DecodeError
 from consensus.hashing import sha256
@@ -38,13 +40,37 @@ class ParallelVerifier:
                    hashes: list[bytes] | None = None) -> list[int]:
         """Verify the signatures of encoded txs not yet in the cache; add the good ones.
 
-        Decoding runs on this thread while earlier chunks verify on the pool, so the
-        GIL-bound decode overlaps the GIL-free signature checks. Returns the indices of txs
-        that failed to decode or verify (the caller decides what that means: drop from the
-        mempool, or let apply_block reject the block). `hashes`, when given, are the txs'
-        sha256 (computed once by the caller).
+        Returns the indices of txs that failed to decode or verify (the caller decides what
+        that means: drop from the mempool, or let apply_block reject the block). `hashes`,
+        when given, are the txs' sha256 (computed once by the caller).
+        """
+        verified, bad = self.check(raws, max_tx_bytes, hashes)
+        self.remember(verified)
+        return bad
+
+    async def verify_raw_async(self, raws: list[bytes], max_tx_bytes: int,
+                               hashes: list[bytes] | None = None) -> list[int]:
+        """`verify_raw` without holding up the trio loop: decoding and waiting for the
+        pool happen on a worker thread, so consensus messages keep flowing meanwhile; the
+        cache is only written here, on the loop's thread."""
+        verified, bad = await trio.to_thread.run_sync(self.check, raws, max_tx_bytes, hashes)
+        self.remember(verified)
+        return bad
+
+    def remember(self, verified: list[tuple[bytes, Tx]]) -> None:
+        for tx_hash, tx in verified:
+            self.cache.add(tx_hash, tx)
+
+    def check(self, raws: list[bytes], max_tx_bytes: int, hashes: list[bytes] | None = None
+              ) -> tuple[list[tuple[bytes, Tx]], list[int]]:
+        """Decode and verify the txs not in the cache, without writing it: returns
+        ([(hash, tx) verified], sorted indices of the bad ones).
+
+        Decoding runs on the calling thread while earlier chunks verify on the pool, so the
+        GIL-bound decode overlaps the GIL-free signature checks.
         """
         bad: list[int] = []
+        verified: list[tuple[bytes, Tx]] = []
         jobs: list[tuple[list[tuple[int, bytes, Tx, bytes]], Future[list[bool]]]] = []
         chunk: list[tuple[int, bytes, Tx, bytes]] = []
         if hashes is None:
@@ -66,10 +92,10 @@ class ParallelVerifier:
         for items, future in jobs:
             for (i, tx_hash, tx, _), ok in zip(items, future.result(), strict=True):
                 if ok:
-                    self.cache.add(tx_hash, tx)
+                    verified.append((tx_hash, tx))
                 else:
                     bad.append(i)
-        return sorted(bad)
+        return verified, sorted(bad)
 
 
 def _check_chunk(items: list[tuple[int, bytes, Tx, bytes]]) -> list[bool]:

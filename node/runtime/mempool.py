@@ -131,6 +131,11 @@ class Mempool:
             for nonce in [n for n in self._by_sender.get(sender, {}) if n < account.nonce]:
                 self._remove(self._by_sender[sender][nonce].tx_hash)
 
+    def raw_of(self, tx_hash: bytes) -> bytes | None:
+        """The bytes of a pending tx, by hash (None if not pending)."""
+        entry = self._by_hash.get(tx_hash)
+        return entry.raw if entry is not None else None
+
     def next_nonce(self, sender: bytes, state: State) -> int:
         """The nonce of `sender`'s next tx: after its committed nonce and its pending txs."""
         account = state.get_account(sender)

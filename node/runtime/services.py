@@ -54,6 +54,7 @@ class NodeServices:
         self.catching_up = False
         self.txs_received = 0
         self.txs_rejected = 0
+        self.compact_misses = 0  # compact proposals with a tx not in our mempool
 
     def install(self) -> None:
         h = self.host
@@ -94,6 +95,18 @@ class NodeServices:
         else:
             await self._on_proposal(peer, msg)
 
+    def _rebuild(self, msg: wire.CompactProposal) -> tuple[bytes, Block] | None:
+        """A compact proposal's block from our mempool (None if a tx is missing or the
+        block would be over the size limits: then it is fetched whole)."""
+        h = self.host
+        if len(msg.tx_hashes) > h.params.max_block_txs:
+            return None
+        block = msg.rebuild(h.mempool.raw_of)
+        if block is None:
+            return None
+        raw = block.encode()
+        return (raw, block) if len(raw) <= h.params.max_block_bytes else None
+
     async def _on_vote(self, peer: str, vote: Vote) -> None:
         h = self.host
         if vote.height > h.height + 1:
@@ -109,7 +122,8 @@ class NodeServices:
             return
         await h.submit(VoteReceived(vote))
 
-    async def _on_proposal(self, peer: str, msg: wire.ProposalMessage) -> None:
+    async def _on_proposal(self, peer: str,
+                           msg: wire.ProposalMessage | wire.CompactProposal) -> None:
         h, p = self.host, msg.proposal
         if p.height > h.height + 1:
             self.behind.set()
@@ -123,10 +137,22 @@ class NodeServices:
                                 p.sign_message(h.chain_id)):
             self.net.report_bad(peer, "proposal with a bad signature")
             return
-        block = msg.block or await self._fetch_block(peer, p.block_hash)
+        decoded: Block | None = None
+        if isinstance(msg, wire.CompactProposal):
+            if msg.header.hash() != p.block_hash:
+                self.net.report_bad(peer, "compact block does not match its proposal")
+                return
+            rebuilt = self._rebuild(msg)
+            if rebuilt is None:
+                self.compact_misses += 1
+                block = await self._fetch_block(peer, p.block_hash)
+            else:
+                block, decoded = rebuilt
+        else:
+            block = msg.block or await self._fetch_block(peer, p.block_hash)
         if block is None or p.height != h.height + 1:
             return
-        valid = h._validate_block(block, p.block_hash)
+        valid = h._validate_block(block, p.block_hash, decoded)
         await h.submit(ProposalReceived(p, valid))
 
     async def _fetch_block(self, peer: str, block_hash: bytes) -> bytes | None:
@@ -142,7 +168,7 @@ class NodeServices:
     async def on_txs(self, peer: str, raw: bytes) -> None:
         h = self.host
         txs = wire.decode_tx_batch(raw, h.params.max_tx_bytes)
-        _, rejected = h.admit(txs)
+        _, rejected = await h.admit(txs)
         self.txs_received += len(txs)
         self.txs_rejected += len(rejected)
 

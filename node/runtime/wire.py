@@ -3,6 +3,11 @@
 Gossip (canonical msgpack arrays; every field is decoded strictly and bounded):
     consensus topic:  [1, proposal_bytes, block_bytes | b""]     a proposal (block inline
                                                                    when it fits in gossip)
+                      [3, proposal_bytes, compact_block]           a proposal whose block
+                          carries tx hashes instead of txs: [header, [tx_hash, …], evidence,
+                          last_commit]. Receivers rebuild it from their mempools (the txs
+                          were gossiped already) and fetch the whole block by hash only
+                          when one is missing: a tx crosses each link once, not twice.
                       [2, vote_bytes]                              a vote
     txs topic:        [tx_bytes, …]                                a batch of transactions
 Streams:
@@ -15,9 +20,11 @@ Streams:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from consensus.bft.messages import Proposal
+from consensus.block import MAX_EVIDENCE, Block, Header
 from consensus.codec import (
     decode,
     encode,
@@ -32,6 +39,8 @@ from consensus.vote import Commit, Vote
 
 KIND_PROPOSAL = 1
 KIND_VOTE = 2
+KIND_COMPACT_PROPOSAL = 3
+MAX_COMPACT_TXS = 30_000  # 32-byte hashes in one gossip message
 MAX_GOSSIP_BYTES = 1_000_000
 INLINE_BLOCK_LIMIT = 900_000
 MAX_TX_BATCH = 2_000
@@ -72,11 +81,40 @@ def encode_proposal(proposal: Proposal, block: bytes) -> bytes:
     return encode([KIND_PROPOSAL, proposal.encode(), inline])
 
 
+@dataclass(frozen=True, slots=True)
+class CompactProposal:
+    """A proposal and its block with each tx given by its hash."""
+
+    proposal: Proposal
+    header: Header
+    tx_hashes: tuple[bytes, ...]
+    evidence: tuple[bytes, ...]
+    last_commit: Commit
+
+    def rebuild(self, lookup: Callable[[bytes], bytes | None]) -> Block | None:
+        """The block, with each tx's bytes from `lookup(hash)`; None if one is missing.
+        The result is only a candidate: validation checks the header's tx root (and so
+        every tx) before anything trusts it."""
+        txs = []
+        for tx_hash in self.tx_hashes:
+            raw = lookup(tx_hash)
+            if raw is None:
+                return None
+            txs.append(raw)
+        return Block(self.header, tuple(txs), self.evidence, self.last_commit)
+
+
+def encode_compact_proposal(proposal: Proposal, block: Block) -> bytes:
+    return encode([KIND_COMPACT_PROPOSAL, proposal.encode(),
+                   [block.header.to_fields(), list(block.tx_hashes), list(block.evidence),
+                    block.last_commit.to_fields()]])
+
+
 def encode_vote(vote: Vote) -> bytes:
     return encode([KIND_VOTE, vote.encode()])
 
 
-def decode_consensus(raw: bytes) -> ProposalMessage | Vote:
+def decode_consensus(raw: bytes) -> ProposalMessage | CompactProposal | Vote:
     items = decode(raw, MAX_GOSSIP_BYTES)
     if not items:
         raise DecodeError("consensus message: empty array")
@@ -88,6 +126,17 @@ def decode_consensus(raw: bytes) -> ProposalMessage | Vote:
     if kind == KIND_VOTE:
         _, vote = expect_list(items, 2, "vote message")
         return Vote.decode(expect_bytes(vote, "vote", max_len=512))
+    if kind == KIND_COMPACT_PROPOSAL:
+        _, proposal, compact = expect_list(items, 3, "compact proposal message")
+        header, hashes, evidence, last_commit = expect_list(compact, 4, "compact block")
+        return CompactProposal(
+            Proposal.decode(expect_bytes(proposal, "proposal", max_len=512)),
+            Header.from_fields(header),
+            tuple(expect_bytes(h, "compact block tx hash", HASH_LEN)
+                  for h in expect_array(hashes, "compact block tx hashes", MAX_COMPACT_TXS)),
+            tuple(expect_bytes(e, "compact block evidence", max_len=MAX_GOSSIP_BYTES)
+                  for e in expect_array(evidence, "compact block evidence", MAX_EVIDENCE)),
+            Commit.from_fields(last_commit))
     raise DecodeError(f"consensus message: unknown kind {kind}")
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+import trio
+
 from consensus.crypto import PrivateKey
 from consensus.hashing import sha256
 from consensus.sigcache import SigCache
@@ -21,7 +24,8 @@ def corrupt_signature(raw: bytes) -> bytes:
     return raw[:-1] + bytes([raw[-1] ^ 1])
 
 
-def test_parallel_matches_serial_and_fills_cache() -> None:
+@pytest.mark.parametrize("off_loop", [False, True], ids=["sync", "async"])
+def test_parallel_matches_serial_and_fills_cache(off_loop: bool) -> None:
     ks = keys(8)
     raws = [make_transfer(ks[i % 8], CHAIN, b"\x01" * 20, 5, i, 100).encode()
             for i in range(3 * CHUNK + 7)]
@@ -31,7 +35,10 @@ def test_parallel_matches_serial_and_fills_cache() -> None:
     raws.append(b"\x93\x01\x02\x03")  # decodes as msgpack but is not a tx
     cache = SigCache()
     with ParallelVerifier(cache, workers=2) as verifier:
-        bad = verifier.verify_raw(raws, 4096)
+        if off_loop:  # the node's admission path: a worker thread, the cache written after
+            bad = trio.run(verifier.verify_raw_async, raws, 4096)
+        else:
+            bad = verifier.verify_raw(raws, 4096)
     assert bad == sorted([*bad_at, len(raws) - 1])
     for i, raw in enumerate(raws[:-1]):
         cached = cache.get(sha256(raw))
@@ -49,3 +56,16 @@ def test_cached_txs_are_not_verified_again() -> None:
     with ParallelVerifier(cache, workers=1) as verifier:
         assert verifier.verify_raw([good, forged], 4096) == []
     assert sha256(good) in cache
+
+
+def test_check_leaves_the_cache_alone_and_uses_given_hashes() -> None:
+    ks = keys(2)
+    raws = [make_transfer(ks[i], CHAIN, b"\x01" * 20, 5, 0, 100).encode() for i in range(2)]
+    cache = SigCache()
+    with ParallelVerifier(cache, workers=1) as verifier:
+        verified, bad = verifier.check(raws, 4096, [sha256(r) for r in raws])
+        assert bad == [] and len(cache) == 0
+        assert verified == [(sha256(r), Tx.decode(r)) for r in raws]
+        # a hash already in the cache means "verified before": given hashes are trusted
+        cache.add(b"\x00" * 32, None)
+        assert verifier.check([raws[0]], 4096, [b"\x00" * 32]) == ([], [])
