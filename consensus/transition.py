@@ -127,7 +127,7 @@ def get_verified_tx(raw: bytes, tx_hash: bytes, chain_id: str, params: ChainPara
         check_chain_id(cached, chain_id)
         return cached
     tx = decode_tx(raw, params)
-    check_tx_signature(tx, raw, chain_id, sig_cache)
+    check_tx_signature(tx, raw, chain_id, sig_cache, tx_hash)
     return tx
 
 
@@ -143,10 +143,13 @@ def check_chain_id(tx: Tx, chain_id: str) -> None:
         raise WrongChainId(f"tx is for chain {tx.chain_id!r}, this chain is {chain_id!r}")
 
 
-def check_tx_signature(tx: Tx, raw: bytes, chain_id: str, sig_cache: SigCache | None) -> None:
-    """Chain id first (a tx for another chain is not ours to verify), then the signature."""
+def check_tx_signature(tx: Tx, raw: bytes, chain_id: str, sig_cache: SigCache | None,
+                       tx_hash: bytes | None = None) -> None:
+    """Chain id first (a tx for another chain is not ours to verify), then the signature.
+    `tx_hash`, when the caller has it, must be sha256(raw)."""
     check_chain_id(tx, chain_id)
-    tx_hash = sha256(raw)
+    if tx_hash is None:
+        tx_hash = sha256(raw)
     if sig_cache is not None and tx_hash in sig_cache:
         return
     if not verify_signature(tx.sender_pubkey, tx.signature, tx.sign_message()):

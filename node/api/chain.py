@@ -11,7 +11,6 @@ from starlette.responses import Response
 
 from consensus.address import to_bech32
 from consensus.block import Block
-from consensus.hashing import sha256
 from consensus.params import DENOM, UJEV_PER_JEV
 from node.api.errors import ApiError
 from node.api.metrics import peer_count
@@ -71,7 +70,7 @@ def block_json(block: Block) -> dict[str, Any]:
             "validators_hash": h.validators_hash.hex(),
             "last_commit_round": block.last_commit.round,
             "last_commit_signers": len(block.last_commit.signatures),
-            "tx_count": len(block.txs), "txs": [sha256(t).hex() for t in block.txs],
+            "tx_count": len(block.txs), "txs": [tx_hash.hex() for tx_hash in block.tx_hashes],
             "evidence": len(block.evidence)}
 
 

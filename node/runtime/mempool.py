@@ -73,7 +73,7 @@ class Mempool:
         if tx is None:
             try:
                 tx = Tx.decode(raw, self.params.max_tx_bytes)
-                check_tx_signature(tx, raw, self.chain_id, self.cache)
+                check_tx_signature(tx, raw, self.chain_id, self.cache, tx_hash)
             except DecodeError as exc:
                 raise MempoolReject("malformed", f"undecodable transaction: {exc}") from exc
             except InvalidTx as exc:
