@@ -60,6 +60,15 @@ def main() -> None:
     print(json.dumps(result))
 
 
+def metric(api: str, name: str) -> int:
+    """One unlabelled counter from a node's /metrics (0 if it is not there)."""
+    with urllib.request.urlopen(f"http://{api}/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return int(float(line.split()[1]))
+    return 0
+
+
 def run(args: argparse.Namespace, keys: list[PrivateKey], apis: list[str]) -> dict:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -110,6 +119,7 @@ def run(args: argparse.Namespace, keys: list[PrivateKey], apis: list[str]) -> di
             for h in block["txs"]:
                 committed[h] = seen
         time.sleep(0.05)
+    misses = sum(metric(api, "jevons_compact_block_misses_total") for api in apis)
     finality = sorted(committed[h] - submitted[h] for h in committed if h in submitted)
     # throughput over the whole run: first submission to the last commit (a window between
     # first and last commit would flatter bursts that queue before the first block)
@@ -124,7 +134,7 @@ def run(args: argparse.Namespace, keys: list[PrivateKey], apis: list[str]) -> di
         "block_interval_s": round(statistics.median(intervals), 3) if intervals else None,
         "txs_submitted": len(submitted), "txs_committed": len(committed),
         "txs_rejected": rejected[0], "blocks": len(block_times),
-        "offered_rate": args.rate or "max",
+        "compact_misses": misses, "offered_rate": args.rate or "max",
         "seconds": round(time.monotonic() - start, 1),
     }
 

@@ -15,7 +15,6 @@ chooses their settings.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +35,7 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from consensus.crypto import SEED_LEN
+from node.p2p import patches
 from node.p2p.errors import P2PError
 from node.p2p.gossip import message_id
 from node.p2p.settings import GossipParams
@@ -54,18 +54,8 @@ def identity_key_pair(seed: bytes) -> KeyPair:
     return create_new_key_pair(seed)
 
 
-YAMUX_ENV = {"PY_YAMUX_RELEASE_ON_READ": "0"}
-"""py-libp2p 0.8.1's Yamux sends a WINDOW_UPDATE frame after every read by default (its
-`PY_YAMUX_RELEASE_ON_READ=1`); "0" batches updates until half the window is consumed, as
-go-yamux does. Every frame costs a Noise encryption and a socket write in Python: on an idle
-4-validator net this took a node's CPU per block from about 70 ms to 57 ms. Read by
-py-libp2p at each call, so setting it before the host runs is enough; an operator's own
-value in the environment wins."""
-
-
 def build_host(key_pair: KeyPair) -> IHost:
-    for name, value in YAMUX_ENV.items():
-        os.environ.setdefault(name, value)
+    patches.apply()
     host = new_host(
         key_pair=key_pair,
         sec_opt={NOISE_ID: NoiseTransport(
@@ -146,63 +136,9 @@ async def _no_auto_connect() -> None:
     await trio.lowlevel.checkpoint()
 
 
-PEER_RECORD_MEMO_SIZE = 4096
-PEER_RECORD_RECHECK_S = 600.0
-LOCAL_RECORD_RECHECK_S = 5.0
-
-
-def memoize_peer_records() -> None:
-    """Stop py-libp2p from redoing signed-peer-record work on every pubsub RPC.
-
-    Each RPC it sends carries the node's signed peer record, rebuilt from the host's
-    listen addresses (Multiaddr parsing, a set comparison, protobuf marshalling); each RPC
-    it receives has that record's Ed25519 signature verified again and the peerstore
-    updated. A peer's record is the same bytes on every RPC, so on an idle 4-validator net
-    this was about 8% of each node's CPU. A record that verified once for a peer is now
-    trusted for PEER_RECORD_RECHECK_S (then checked again; the peerstore keeps it two
-    hours); a record that fails is never remembered. The local record is reused for
-    LOCAL_RECORD_RECHECK_S before the addresses are compared again. Idempotent."""
-    import libp2p.pubsub.gossipsub as gossipsub_module
-    import libp2p.pubsub.pubsub as pubsub_module
-
-    if getattr(pubsub_module.maybe_consume_signed_record, "jevons_memo", False):
-        return
-    consume = pubsub_module.maybe_consume_signed_record
-    envelope_of = pubsub_module.env_to_send_in_RPC
-    verified: dict[tuple[bytes, bytes], float] = {}
-
-    def memo_consume(msg: Any, host: IHost, peer_id: ID) -> bool:
-        if not msg.HasField("senderRecord"):
-            return True
-        key = (peer_id.to_bytes(), msg.senderRecord)
-        now = trio.current_time()
-        if verified.get(key, -1.0) > now:
-            return True
-        ok = consume(msg, host, peer_id)
-        if ok:
-            if len(verified) >= PEER_RECORD_MEMO_SIZE:
-                verified.clear()
-            verified[key] = now + PEER_RECORD_RECHECK_S
-        return ok
-
-    def memo_envelope(host: IHost) -> tuple[bytes, bool]:
-        now = trio.current_time()
-        cached = getattr(host, "_jevons_local_record", None)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        result = envelope_of(host)
-        host._jevons_local_record = (now + LOCAL_RECORD_RECHECK_S, result)  # type: ignore
-        return result
-
-    memo_consume.jevons_memo = True  # type: ignore[attr-defined]
-    for module in (pubsub_module, gossipsub_module):
-        module.maybe_consume_signed_record = memo_consume  # type: ignore[assignment]
-        module.env_to_send_in_RPC = memo_envelope  # type: ignore[assignment]
-
-
 def build_pubsub(host: IHost, params: GossipParams,
                  on_bad: Callable[[str, str], None] | None = None) -> tuple[Pubsub, GossipSub]:
-    memoize_peer_records()
+    patches.apply()
     router = GossipSub(
         protocols=list(GOSSIP_PROTOCOLS),
         degree=params.degree,

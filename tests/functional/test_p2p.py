@@ -114,6 +114,41 @@ def test_three_nodes_gossip_through_the_hub_whose_validator_gates_it() -> None:
     run(scenario)
 
 
+def test_gossip_streams_return_yamux_credit_in_batches() -> None:
+    """300 small RPCs and 3 of 900 KB (each over Yamux's initial 256 KB window) all arrive
+    whole, while the receiver writes a WINDOW_UPDATE per half window of data
+    consumed, not one per read (py-libp2p's own credit path sent one per RPC)."""
+    small = [b"m%04d" % i for i in range(300)]
+    large = [bytes([i]) * 900_000 for i in range(3)]
+
+    async def scenario() -> None:
+        a, b, inbox = P2PNode(seed(1)), P2PNode(seed(2)), Inbox()
+        a.subscribe(TOPIC, lambda p, d: True, Inbox().deliver)
+        b.subscribe(TOPIC, lambda p, d: True, inbox.deliver)
+        async with started(a, b):
+            await b.connect(a.listen_addrs()[0])
+            await a.wait_for_topic_peers(TOPIC, 1, STEP_TIMEOUT)
+            (conn,) = b._require().host.get_network().get_connections()
+            muxer: Any = conn.muxed_conn
+            updates = [0]
+            write_frame = muxer._write_frame
+
+            async def counting(data: bytes) -> None:
+                if len(data) >= 2 and data[1] == 1 and struct.unpack("!I", data[4:8])[0]:
+                    updates[0] += 1  # WINDOW_UPDATE on a stream (not a ping/go-away)
+                await write_frame(data)
+
+            muxer._write_frame = counting
+            for data in small[:150] + large + small[150:]:
+                await a.publish(TOPIC, data)
+            assert await inbox.wait_until(lambda: len(inbox.messages) == 303, STEP_TIMEOUT)
+            assert sorted(inbox.payloads()) == sorted(small + large)  # pubsub may reorder
+            received = sum(len(d) for d in small + large)
+            assert 1 <= updates[0] <= received // (128 * 1024) + 10, updates[0]
+
+    run(scenario)
+
+
 def test_requests_round_trip_and_fail_with_typed_errors() -> None:
     async def refuse(peer: str, request: bytes) -> bytes:
         raise RequestRejected("no such block")

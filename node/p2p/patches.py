@@ -1,0 +1,184 @@
+"""Fixes to py-libp2p 0.8.1's per-message hot paths (the version is pinned; each fix
+replaces one function and keeps its contract).
+
+Every pubsub RPC costs a node about a millisecond of Python (Noise, Yamux, protobuf, trio),
+and a 4-validator net moves dozens of them per block, so per-RPC work is most of a node's
+CPU. Measured with two processes on loopback (bench/p2p.py): see docs/p2p.md.
+
+- `memoize_peer_records`: the signed peer record carried by every RPC is verified once
+  per peer, not on every RPC.
+- `buffer_pubsub_reads`: pubsub read each RPC's varint length one byte at a time, every
+  byte a full trip through NetStream, Yamux's locks and its window accounting; now whole
+  chunks are read and split into RPCs in memory.
+- `batch_yamux_window_updates`: Yamux answered nearly every read with a WINDOW_UPDATE
+  frame (its "partial slack" branch sends one whenever any credit is owed), so each RPC
+  cost the receiver a Noise encryption and a socket write and the sender a read and a
+  decryption. Credit is now returned as go-yamux does it, once half the window is used.
+
+`apply` installs all of them; it is idempotent and runs before a host is built.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import trio
+from libp2p.abc import IHost
+from libp2p.exceptions import ParseError
+from libp2p.io.exceptions import IncompleteReadError, MessageTooLarge
+from libp2p.peer.id import ID
+
+PEER_RECORD_MEMO_SIZE = 4096
+PEER_RECORD_RECHECK_S = 600.0
+LOCAL_RECORD_RECHECK_S = 5.0
+READ_CHUNK = 256 * 1024
+"""Most bytes one pubsub stream read asks for (what is buffered is returned at once, so
+this only bounds the read-ahead kept per stream)."""
+MAX_VARINT_BYTES = 10  # a 64-bit unsigned varint
+
+
+def apply() -> None:
+    memoize_peer_records()
+    buffer_pubsub_reads()
+    batch_yamux_window_updates()
+
+
+def memoize_peer_records() -> None:
+    """Stop py-libp2p from redoing signed-peer-record work on every pubsub RPC.
+
+    Each RPC it sends carries the node's signed peer record, rebuilt from the host's
+    listen addresses (Multiaddr parsing, a set comparison, protobuf marshalling); each RPC
+    it receives has that record's Ed25519 signature verified again and the peerstore
+    updated. A peer's record is the same bytes on every RPC, so on an idle 4-validator net
+    this was about 8% of each node's CPU. A record that verified once for a peer is now
+    trusted for PEER_RECORD_RECHECK_S (then checked again; the peerstore keeps it two
+    hours); a record that fails is never remembered. The local record is reused for
+    LOCAL_RECORD_RECHECK_S before the addresses are compared again."""
+    import libp2p.pubsub.gossipsub as gossipsub_module
+    import libp2p.pubsub.pubsub as pubsub_module
+
+    if getattr(pubsub_module.maybe_consume_signed_record, "jevons_memo", False):
+        return
+    consume = pubsub_module.maybe_consume_signed_record
+    envelope_of = pubsub_module.env_to_send_in_RPC
+    verified: dict[tuple[bytes, bytes], float] = {}
+
+    def memo_consume(msg: Any, host: IHost, peer_id: ID) -> bool:
+        if not msg.HasField("senderRecord"):
+            return True
+        key = (peer_id.to_bytes(), msg.senderRecord)
+        now = trio.current_time()
+        if verified.get(key, -1.0) > now:
+            return True
+        ok = consume(msg, host, peer_id)
+        if ok:
+            if len(verified) >= PEER_RECORD_MEMO_SIZE:
+                verified.clear()
+            verified[key] = now + PEER_RECORD_RECHECK_S
+        return ok
+
+    def memo_envelope(host: IHost) -> tuple[bytes, bool]:
+        now = trio.current_time()
+        cached = getattr(host, "_jevons_local_record", None)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        result = envelope_of(host)
+        host._jevons_local_record = (now + LOCAL_RECORD_RECHECK_S, result)  # type: ignore
+        return result
+
+    memo_consume.jevons_memo = True  # type: ignore[attr-defined]
+    for module in (pubsub_module, gossipsub_module):
+        module.maybe_consume_signed_record = memo_consume  # type: ignore[assignment]
+        module.env_to_send_in_RPC = memo_envelope  # type: ignore[assignment]
+
+
+def split_varint_frame(buffer: bytearray, max_length: int) -> bytes | None:
+    """Take one varint-length-prefixed frame off the front of `buffer`; None if the buffer
+    does not hold a whole frame yet (nothing is taken then).
+
+    Raises ParseError for a length prefix longer than 10 bytes and MessageTooLarge as soon
+    as the prefix claims more than `max_length`, before any of the body is awaited: the
+    caller never buffers more than max_length plus one read.
+    """
+    length = used = 0
+    for index in range(min(len(buffer), MAX_VARINT_BYTES)):
+        byte = buffer[index]
+        length |= (byte & 0x7F) << (7 * index)
+        if not byte & 0x80:
+            used = index + 1
+            break
+    else:
+        if len(buffer) >= MAX_VARINT_BYTES:
+            raise ParseError("Varint decoding error: integer exceeds maximum size of 64 bits")
+        return None  # the prefix itself is incomplete
+    if length > max_length:
+        raise MessageTooLarge(f"Message length {length} exceeds maximum allowed {max_length}")
+    end = used + length
+    if len(buffer) < end:
+        return None
+    frame = bytes(buffer[used:end])
+    del buffer[:end]
+    return frame
+
+
+def buffer_pubsub_reads() -> None:
+    """Replace pubsub's `read_varint_prefixed_bytes_limited` with a buffered reader: one
+    stream read brings whatever has arrived (up to READ_CHUNK), and the RPCs are split
+    from it in memory. Same errors as the original: ValueError for a non-positive limit,
+    ParseError, MessageTooLarge, and IncompleteReadError when the stream ends mid-RPC (or
+    the stream's own EOF/reset error, raised by its read)."""
+    import libp2p.pubsub.pubsub as pubsub_module
+
+    if getattr(pubsub_module.read_varint_prefixed_bytes_limited, "jevons_buffered", False):
+        return
+    buffers: weakref.WeakKeyDictionary[Any, bytearray] = weakref.WeakKeyDictionary()
+
+    async def read_frame(reader: Any, max_length: int) -> bytes:
+        if max_length <= 0:
+            raise ValueError("max_length must be greater than 0")
+        buffer = buffers.get(reader)
+        if buffer is None:
+            buffer = buffers[reader] = bytearray()
+        while True:
+            frame = split_varint_frame(buffer, max_length)
+            if frame is not None:
+                return frame
+            chunk = await reader.read(READ_CHUNK)
+            if not chunk:
+                raise IncompleteReadError(
+                    f"stream ended with {len(buffer)} bytes of an unfinished RPC",
+                    expected_bytes=1, received_bytes=len(buffer))
+            buffer.extend(chunk)
+
+    read_frame.jevons_buffered = True  # type: ignore[attr-defined]
+    pubsub_module.read_varint_prefixed_bytes_limited = read_frame  # type: ignore[assignment]
+
+
+def batch_yamux_window_updates() -> None:
+    """Send Yamux receive-window credit once at least half the target window has been
+    consumed (go-yamux's `sendWindowUpdate`), instead of after almost every read.
+
+    The sender can always have a full window in flight, so throughput on loopback is
+    unchanged; what goes is one 12-byte frame per read, each a Noise encryption and a
+    socket write here and a read, decryption and dispatch at the peer. The window's
+    auto-tuning (growing the target when updates come fast) is py-libp2p's own."""
+    from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+    if getattr(YamuxStream._auto_tune_and_send_window_update, "jevons_batched", False):
+        return
+
+    async def send_credit_when_due(self: Any, *, bytes_read: int = 0) -> None:
+        increment = 0
+        async with self.window_lock:
+            buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+            owed = self.target_recv_window - (self.recv_window + buffered)
+            if owed > 0 and owed >= self._grow_threshold():
+                increment = self._grow_to_delta(buffered)
+                increment += self._apply_autotune_epoch(buffered)
+                self._pending_recv_release = 0
+        if increment > 0:
+            await self.send_window_update(increment, skip_lock=True)
+
+    send_credit_when_due.jevons_batched = True  # type: ignore[attr-defined]
+    YamuxStream._auto_tune_and_send_window_update = send_credit_when_due  # type: ignore
