@@ -69,7 +69,8 @@ class OutboundQueues(dict):  # type: ignore[type-arg]
     """Stand-in for `Pubsub.peer_queues` that reports every change of queue length.
 
     Pubsub creates one `RpcQueue` per peer, stores it here, then starts the task that pops
-    it; we wrap each queue's `pop` as it is stored, so no pop goes unseen."""
+    it; we wrap each queue's `pop` as it is stored, so no pop goes unseen, and add
+    `pop_ready()`, which takes the next RPC only if one is already queued (None if not)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -83,7 +84,14 @@ class OutboundQueues(dict):  # type: ignore[type-arg]
             self._notify()
             return item
 
+        def pop_ready() -> Any:
+            item = queue._queue.pop()  # RpcQueue's own non-blocking pop (None when empty)
+            if item is not None:
+                self._notify()
+            return item
+
         queue.pop = pop
+        queue.pop_ready = pop_ready
         super().__setitem__(peer_id, queue)
 
     def pop(self, peer_id: ID, *default: Any) -> Any:

@@ -8,7 +8,8 @@ chooses their settings.
 - One dial attempt per address (the swarm's own 3 retries each log an ERROR line) and no
   auto-connector: the adapter's bootstrap redialer owns retrying.
 - GossipSub: 1 s heartbeat (default 120 s), spam protection off (default 10 msgs/s per peer
-  per topic, enforced even on our own publishes), /meshsub/1.1.0 and 1.0.0 only (1.2's
+  per topic, enforced even on our own publishes), no peer scorer (its defaults never gate
+  anyone and it cost CPU on every message), /meshsub/1.1.0 and 1.0.0 only (1.2's
   IDONTWANT control message per delivered message halves throughput), no mDNS.
 """
 
@@ -147,6 +148,10 @@ def build_pubsub(host: IHost, params: GossipParams,
         heartbeat_interval=params.heartbeat_interval_s,
         spam_protection_enabled=False,
     )
+    # Its default score parameters weigh everything 0 and set every threshold to -inf, so
+    # it never gates a peer, yet it scored each peer several times per message (about a
+    # tenth of a publish's CPU). Peer policy is ours (PeerBook); every use checks for None.
+    router.scorer = None
     pubsub = Pubsub(
         host,
         router,

@@ -19,7 +19,7 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 
 from node.config import P2PConfig
-from node.p2p import gossip, reqresp
+from node.p2p import gossip, patches, reqresp
 from node.p2p.errors import GossipTooLarge, NotRunning, P2PError, PeerUnavailable
 from node.p2p.gossip import Deliver, OutboundQueues, TopicCounters, Validator
 from node.p2p.host import (
@@ -114,6 +114,7 @@ class P2PNode:
         pubsub, router = build_pubsub(host, self._gossip, self._report_bad_frame)
         self._queues = OutboundQueues()
         pubsub.peer_queues = self._queues
+        patches.coalesce_pubsub_writes(pubsub)  # needs the queues' pop_ready
         watch = ConnectionWatch(self._on_connected)
         host.get_network().register_notifee(watch)
         error: Exception | None = None  # raised below, outside libp2p's nested nurseries

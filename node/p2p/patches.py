@@ -16,10 +16,15 @@ CPU. Measured with two processes on loopback (bench/p2p.py): see docs/p2p.md.
   decryption. Credit is now returned as go-yamux does it, once half the window is used.
 
 `apply` installs all of them; it is idempotent and runs before a host is built.
+`coalesce_pubsub_writes(pubsub)` is per Pubsub instance (it needs `OutboundQueues`):
+- the per-peer send loop wrote one RPC per stream write (a Yamux frame, a Noise
+  encryption and a socket send each); RPCs already queued behind the first now go out in
+  one write, up to COALESCE_BYTES.
 """
 
 from __future__ import annotations
 
+import logging
 import weakref
 from typing import Any
 
@@ -35,7 +40,12 @@ LOCAL_RECORD_RECHECK_S = 5.0
 READ_CHUNK = 256 * 1024
 """Most bytes one pubsub stream read asks for (what is buffered is returned at once, so
 this only bounds the read-ahead kept per stream)."""
+log = logging.getLogger(__name__)
+
 MAX_VARINT_BYTES = 10  # a 64-bit unsigned varint
+COALESCE_BYTES = 256 * 1024
+"""Most bytes of already-queued RPCs one pubsub stream write carries (one RPC may be
+larger; it then goes alone)."""
 
 
 def apply() -> None:
@@ -182,3 +192,38 @@ def batch_yamux_window_updates() -> None:
 
     send_credit_when_due.jevons_batched = True  # type: ignore[attr-defined]
     YamuxStream._auto_tune_and_send_window_update = send_credit_when_due  # type: ignore
+
+
+def coalesce_pubsub_writes(pubsub: Any) -> None:
+    """Replace `pubsub`'s per-peer send loop with one that writes the RPC it waited for
+    together with those already queued behind it (needs queues from `OutboundQueues`,
+    which provide `pop_ready`). Ends like the original: quietly when the queue is closed,
+    and through `_handle_dead_peer` when the stream fails."""
+    from libp2p.network.stream.exceptions import StreamClosed, StreamReset
+    from libp2p.utils.varint import encode_varint_prefixed
+
+    async def send_loop(peer_id: ID, stream: Any, queue: Any) -> None:
+        try:
+            while True:
+                rpc = await queue.pop()
+                if rpc is None:
+                    return
+                frames = [encode_varint_prefixed(rpc.SerializeToString())]
+                size = len(frames[0])
+                while size < COALESCE_BYTES:
+                    more = queue.pop_ready()
+                    if more is None:
+                        break
+                    frames.append(encode_varint_prefixed(more.SerializeToString()))
+                    size += len(frames[-1])
+                try:
+                    await stream.write(b"".join(frames))
+                except (StreamClosed, StreamReset):
+                    log.debug("pubsub stream to %s closed or reset", peer_id)
+                    pubsub._handle_dead_peer(peer_id)
+                    return
+        except Exception as exc:
+            log.debug("pubsub send loop for %s ended: %r", peer_id, exc)
+            pubsub._handle_dead_peer(peer_id)
+
+    pubsub.handle_sending_messages = send_loop

@@ -1,6 +1,6 @@
 """node/p2p/patches: the buffered pubsub RPC reader (frame splitting, limits, errors)
-against an in-memory byte source. The patched Yamux credit is exercised over real libp2p
-in tests/functional/test_p2p.py."""
+against an in-memory byte source, and the coalescing send loop over a real RpcQueue.
+The patched Yamux credit is exercised over real libp2p in tests/functional/test_p2p.py."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import pytest
 import trio
 from libp2p.exceptions import ParseError
 from libp2p.io.exceptions import IncompleteReadError, MessageTooLarge
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.rpc_queue import RpcQueue
 from libp2p.utils.varint import encode_varint_prefixed
 
 from node.p2p import patches
+from node.p2p.gossip import OutboundQueues
 
 
 def frame(payload: bytes) -> bytes:
@@ -118,3 +121,76 @@ def test_patches_are_idempotent() -> None:
     assert pubsub_module.read_varint_prefixed_bytes_limited is reader
     assert YamuxStream._auto_tune_and_send_window_update is credit
     assert pubsub_module.maybe_consume_signed_record is consume
+
+
+class Sink:
+    """A stream that records what is written, or fails with `error` on the first write."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.writes: list[bytes] = []
+        self.error = error
+
+    async def write(self, data: bytes) -> None:
+        await trio.lowlevel.checkpoint()
+        if self.error is not None:
+            raise self.error
+        self.writes.append(data)
+
+
+class PubsubStub:
+    def __init__(self) -> None:
+        self.dead: list[str] = []
+
+    def _handle_dead_peer(self, peer_id: str) -> None:
+        self.dead.append(peer_id)
+
+
+def rpc(data: bytes) -> rpc_pb2.RPC:
+    return rpc_pb2.RPC(publish=[rpc_pb2.Message(data=data, topicIDs=["t"])])
+
+
+def run_send_loop(pubsub: PubsubStub, sink: Sink, queued: list[bytes]) -> OutboundQueues:
+    """Queue RPCs in a real RpcQueue (watched by OutboundQueues), run the patched send
+    loop until it has taken them all, then close the queue."""
+    patches.coalesce_pubsub_writes(pubsub)
+    queues = OutboundQueues()
+    queues["peer"] = queue = RpcQueue()
+    for data in queued:
+        assert queue.push(rpc(data))
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pubsub.handle_sending_messages, "peer", sink, queue)
+            with trio.fail_after(5):
+                while len(queue) and not pubsub.dead:
+                    await trio.sleep(0.01)
+            queue.close()
+
+    trio.run(main)
+    return queues
+
+
+def test_send_loop_writes_queued_rpcs_together() -> None:
+    pubsub, sink = PubsubStub(), Sink()
+    payloads = [b"p%d" % i for i in range(20)] + [b"L" * 300_000, b"after"]
+    run_send_loop(pubsub, sink, payloads)
+    frames = []
+    for write in sink.writes:
+        buffer = bytearray(write)
+        while (frame := patches.split_varint_frame(buffer, 1 << 20)) is not None:
+            frames.append(frame)
+        assert not buffer  # writes hold whole RPCs only
+    assert [rpc_pb2.RPC.FromString(f).publish[0].data for f in frames] == payloads
+    # the 20 small RPCs and the large one fill one write (it passes COALESCE_BYTES), the
+    # RPC after it goes in a second
+    assert len(sink.writes) == 2
+    assert pubsub.dead == []
+
+
+def test_send_loop_reports_a_failed_stream_and_stops() -> None:
+    from libp2p.network.stream.exceptions import StreamReset
+
+    for error in (StreamReset("reset"), RuntimeError("boom")):
+        pubsub = PubsubStub()
+        run_send_loop(pubsub, Sink(error), [b"x", b"y"])
+        assert pubsub.dead == ["peer"]
