@@ -10,6 +10,7 @@ choice is a pure function of (set, height, round).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from consensus.state import Validator, validators_hash
@@ -60,15 +61,25 @@ class ValidatorSet:
         return cycle[(height + round_) % len(cycle)]
 
     def _build_cycle(self) -> tuple[bytes, ...]:
-        powers = [max(1, v.stake * POWER_SCALE // self.total) for v in self.validators]
-        total_power = sum(powers)
-        priority = [0] * len(powers)
-        cycle = []
-        for _ in range(total_power):
-            for i, p in enumerate(powers):
-                priority[i] += p
-            best = max(range(len(powers)), key=lambda i: (priority[i], -i))
-            priority[best] -= total_power
-            cycle.append(self.validators[best].address)
-        self._cycle = tuple(cycle)
+        powers = tuple(max(1, v.stake * POWER_SCALE // self.total) for v in self.validators)
+        self._cycle = tuple(self.validators[i].address for i in _round_robin(powers))
         return self._cycle
+
+
+@functools.lru_cache(maxsize=64)
+def _round_robin(powers: tuple[int, ...]) -> tuple[int, ...]:
+    """Smooth weighted round robin over `powers`: the index proposing at each turn of one
+    full cycle. A pure function of the powers, so it is cached: stakes change a little
+    with every block's rewards, the integer powers (and so the cycle) rarely do."""
+    total_power = sum(powers)
+    priority = [0] * len(powers)
+    order = []
+    for _ in range(total_power):
+        best = 0
+        for i, p in enumerate(powers):
+            priority[i] += p
+            if priority[i] > priority[best]:
+                best = i  # strictly greater: a tie goes to the lower index (address)
+        priority[best] -= total_power
+        order.append(best)
+    return tuple(order)

@@ -403,7 +403,7 @@ class ConsensusHost:
         if after is None:
             raise RuntimeError(f"decided block {effect.block_hash.hex()} failed validation "
                                "here: this node's state diverged from the network; stopping")
-        self.store.commit_block(block, after, seen_commit=effect.commit)
+        self.store.commit_block(block, after, seen_commit=effect.commit, raw=candidate.raw)
         self._advance(block, after, effect.commit)
         await self.handle(StartHeight(after.height + 1, self.validator_set()), log_it=False)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
+import msgpack
 import plyvel
 
 from consensus.block import Block
@@ -89,9 +90,11 @@ class BlockStore:
         ])
 
     def commit_block(self, block: Block, state: State, *,
-                     seen_commit: Commit | None = None) -> None:
+                     seen_commit: Commit | None = None, raw: bytes | None = None) -> None:
         """Store `block`, `state` (the state after it) and the commit this node saw for the
-        block (needed to build the next block after a restart) in one synced batch."""
+        block (needed to build the next block after a restart) in one synced batch. `raw`,
+        when the caller holds it, is the block's canonical encoding (it is not re-encoded).
+        """
         height, tip_hash = self._require_tip()
         block_hash = block.hash()
         if block.height != height + 1:
@@ -110,7 +113,7 @@ class BlockStore:
                              f"({seen_commit.block_hash.hex()}), not for block {block.height} "
                              f"({block_hash.hex()})")
         self._write([
-            *block_items(block, block_hash),
+            *block_items(block, block_hash, raw),
             *state_items(state, sorted(state.touched)),
             *seen_commit_items(seen_commit),
             (keys.META_TIP, encode([block.height, block_hash])),
@@ -234,14 +237,20 @@ class BlockStore:
 # --- value encoding -------------------------------------------------------------------------
 
 
-def block_items(block: Block, block_hash: bytes) -> list[tuple[bytes, bytes]]:
-    """The block under its height, its height under its hash, and each tx's location."""
+def block_items(block: Block, block_hash: bytes, raw: bytes | None = None
+                ) -> list[tuple[bytes, bytes]]:
+    """The block under its height, its height under its hash, and each tx's location
+    (`encode([height, index])`; both plain ints, so msgpack's own packing is canonical)."""
     height = keys.encode_height(block.height)
-    items = [(keys.block_key(block.height), block.encode()),
+    items = [(keys.block_key(block.height), block.encode() if raw is None else raw),
              (keys.block_hash_key(block_hash), height)]
+    pack = _tx_location_packer.pack
     for index, tx_hash in enumerate(block.tx_hashes):
-        items.append((keys.tx_key(tx_hash), encode([block.height, index])))
+        items.append((keys.tx_key(tx_hash), pack([block.height, index])))
     return items
+
+
+_tx_location_packer = msgpack.Packer(use_bin_type=True)
 
 
 def state_items(state: State, addresses: Iterable[bytes]) -> list[tuple[bytes, bytes]]:

@@ -311,3 +311,25 @@ def test_proposer_rotation_is_stake_weighted_and_deterministic() -> None:
 
 def _runs(seq: list[bytes]) -> list[list[bytes]]:
     return [list(g) for _, g in groupby(seq)]
+
+
+def _reference_round_robin(powers: tuple[int, ...]) -> list[int]:
+    """The proposer rule as the module docstring states it, written the plain way: each
+    turn every validator gains its power, the highest total proposes (a tie goes to the
+    lower index) and pays the sum back."""
+    total, priority, order = sum(powers), [0] * len(powers), []
+    for _ in range(total):
+        priority = [q + p for q, p in zip(priority, powers, strict=True)]
+        best = max(range(len(powers)), key=lambda i: (priority[i], -i))
+        priority[best] -= total
+        order.append(best)
+    return order
+
+
+@pytest.mark.parametrize("stakes", [[40, 30, 20, 10], [1, 1, 1, 1], [7, 7, 3],
+                                    [10**15, 1, 1], [5], [999, 1000, 1001, 998]])
+def test_proposer_cycle_matches_the_reference_rule(stakes: list[int]) -> None:
+    vs = vset(stakes)  # ordered by address
+    powers = tuple(max(1, v.stake * 1000 // vs.total) for v in vs.validators)
+    expected = [vs.validators[i].address for i in _reference_round_robin(powers)]
+    assert [vs.proposer(h, 0) for h in range(2 * len(expected))] == expected * 2

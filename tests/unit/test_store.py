@@ -41,11 +41,13 @@ def store(tmp_path: Path, chain: tuple[Genesis, ChainBuilder]) -> Iterator[Block
 
 
 def commit_blocks(store: BlockStore, builder: ChainBuilder, count: int) -> list[Block]:
-    """Extend the chain by `count` blocks, storing each with its seen commit."""
+    """Extend the chain by `count` blocks, storing each with its seen commit (every other
+    one with the caller's encoding of the block, as the node does, the rest re-encoded)."""
     blocks = []
-    for _ in range(count):
+    for i in range(count):
         block, state = builder.next_block(TXS_PER_BLOCK)
-        store.commit_block(block, state, seen_commit=builder.last_commit)
+        store.commit_block(block, state, seen_commit=builder.last_commit,
+                           raw=block.encode() if i % 2 else None)
         blocks.append(block)
     return blocks
 
