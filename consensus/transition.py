@@ -143,6 +143,9 @@ def check_chain_id(tx: Tx, chain_id: str) -> None:
         raise WrongChainId(f"tx is for chain {tx.chain_id!r}, this chain is {chain_id!r}")
 
 
+BAD_SIGNATURE = "signature does not verify for the sender's key"
+
+
 def check_tx_signature(tx: Tx, raw: bytes, chain_id: str, sig_cache: SigCache | None,
                        tx_hash: bytes | None = None) -> None:
     """Chain id first (a tx for another chain is not ours to verify), then the signature.
@@ -153,7 +156,7 @@ def check_tx_signature(tx: Tx, raw: bytes, chain_id: str, sig_cache: SigCache | 
     if sig_cache is not None and tx_hash in sig_cache:
         return
     if not verify_signature(tx.sender_pubkey, tx.signature, tx.sign_message()):
-        raise BadTxSignature("signature does not verify for the sender's key")
+        raise BadTxSignature(BAD_SIGNATURE)
     if sig_cache is not None:
         sig_cache.add(tx_hash, tx)
 

@@ -148,14 +148,15 @@ class ConsensusHost:
         hashes = [sha256(raw) for raw in raws]
         fresh = [i for i, h in enumerate(hashes) if h not in mempool]
         async with self._admitting:  # one batch at a time: ingestion must not starve consensus
-            await self.verifier.verify_raw_async([raws[i] for i in fresh],
-                                                 self.params.max_tx_bytes,
-                                                 [hashes[i] for i in fresh])
+            bad = await self.verifier.verify_raw_async([raws[i] for i in fresh],
+                                                       self.params.max_tx_bytes,
+                                                       [hashes[i] for i in fresh])
+        failed = {fresh[j] for j in bad}  # the mempool names why without verifying again
         admitted: list[bytes] = []
         rejected: list[tuple[int, MempoolReject]] = []
         for i, (raw, tx_hash) in enumerate(zip(raws, hashes, strict=True)):
             try:
-                mempool.add(raw, self.state, tx_hash)
+                mempool.add(raw, self.state, tx_hash, signature_failed=i in failed)
                 admitted.append(raw)
             except MempoolReject as exc:
                 rejected.append((i, exc))

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from consensus.errors import DecodeError, InvalidTx
+from consensus.errors import BadTxSignature, DecodeError, InvalidTx
 from consensus.hashing import sha256
 from consensus.params import ChainParams
 from consensus.sigcache import SigCache
 from consensus.state import State
-from consensus.transition import check_tx_signature
+from consensus.transition import BAD_SIGNATURE, check_chain_id, check_tx_signature
 from consensus.tx import Tx
 
 MAX_NONCE_AHEAD = 256
@@ -56,9 +56,12 @@ class Mempool:
     def size_bytes(self) -> int:
         return self._bytes
 
-    def add(self, raw: bytes, state: State, tx_hash: bytes | None = None) -> bytes:
+    def add(self, raw: bytes, state: State, tx_hash: bytes | None = None, *,
+            signature_failed: bool = False) -> bytes:
         """Admit `raw` or raise MempoolReject; returns the tx hash (`tx_hash`, when the
-        caller has it already, must be sha256(raw))."""
+        caller has it already, must be sha256(raw)). `signature_failed` says the caller's
+        own verification (ParallelVerifier) refused it: its reason is given without
+        verifying it a second time."""
         if tx_hash is None:
             tx_hash = sha256(raw)
         if tx_hash in self._by_hash:
@@ -73,6 +76,9 @@ class Mempool:
         if tx is None:
             try:
                 tx = Tx.decode(raw, self.params.max_tx_bytes)
+                if signature_failed:
+                    check_chain_id(tx, self.chain_id)
+                    raise BadTxSignature(BAD_SIGNATURE)
                 check_tx_signature(tx, raw, self.chain_id, self.cache, tx_hash)
             except DecodeError as exc:
                 raise MempoolReject("malformed", f"undecodable transaction: {exc}") from exc

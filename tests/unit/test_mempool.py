@@ -61,3 +61,43 @@ def test_reap_orders_nonces_and_update_drops_committed() -> None:
     with pytest.raises(MempoolReject) as info:
         pool.add(txs[1], chain.state)
     assert info.value.code == "nonce_reused"
+
+
+def test_a_failed_parallel_check_gives_the_same_reasons_without_verifying_again() -> None:
+    """What ConsensusHost.admit does: verify a batch on the pool, then add each tx saying
+    which failed. The codes equal those of a plain add, and a tx marked failed is refused
+    as such (its signature is not checked a second time)."""
+    from node.chain.sigverify import ParallelVerifier
+
+    chain, plain = setup()
+    alice, bob = chain.net.user_keys[:2]
+    to = addr(bob)
+    batch = [
+        chain.transfer(alice, to, 5).encode(),
+        _forged(chain.transfer(alice, to, 6, nonce=1).encode()),
+        b"\x93\x01\x02\x03",
+        _forged(chain.transfer(alice, to, 5, chain_id="other-chain").encode()),
+        chain.transfer(bob, to, 5).encode(),
+    ]
+
+    def codes(pool: Mempool, failed: set[int]) -> list[str]:
+        out = []
+        for i, raw in enumerate(batch):
+            try:
+                pool.add(raw, chain.state, signature_failed=i in failed)
+                out.append("ok")
+            except MempoolReject as exc:
+                out.append(exc.code)
+        return out
+
+    cache = SigCache()
+    with ParallelVerifier(cache, workers=2) as verifier:
+        failed = set(verifier.verify_raw(batch, chain.params.max_tx_bytes))
+    assert failed == {1, 2, 3}
+    pooled = Mempool(chain.params, chain.state.chain_id, cache)
+    expected = ["ok", "bad_tx_signature", "malformed", "wrong_chain_id", "ok"]
+    assert codes(pooled, failed) == codes(plain, set()) == expected
+    _, fresh = setup()
+    with pytest.raises(MempoolReject) as info:  # trusted, not re-verified
+        fresh.add(batch[4], chain.state, signature_failed=True)
+    assert info.value.code == "bad_tx_signature"
