@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -57,6 +57,7 @@ from node.runtime.wire import encode_compact_proposal, encode_vote, topics
 from node.store.blockstore import BlockStore
 
 log = logging.getLogger("jevons.consensus")
+T = TypeVar("T")
 MAX_EVIDENCE_PER_BLOCK = 10
 MAX_PROPOSAL_TXS = 2_000  # measured: 4,000-tx blocks took 1.1-2.3 s each under load (2,000: 0.55 s)
 
@@ -291,15 +292,16 @@ class ConsensusHost:
         if self.signer is None or effect.height != self.engine.height:
             return  # not a validator, or an effect made stale by a decision handled first
         try:
-            vote = self.signer.sign_vote(Vote(effect.type, effect.height, effect.round,
-                                              effect.block_hash, self.address))
+            vote = await _off_loop(self.signer.sign_vote,
+                                   Vote(effect.type, effect.height, effect.round,
+                                        effect.block_hash, self.address))
         except DoubleSignRefused as exc:  # the guard did its job: never sign, never crash
             log.error("refused to sign: %s", exc)
             return
         raw = encode_vote(vote)
         await self.handle(VoteReceived(vote))  # logged (fsynced below) and counted
         if self.wal:
-            self.wal.sync()
+            await _off_loop(self.wal.sync)
         await self.publish(raw)
 
     async def publish(self, raw: bytes) -> None:
@@ -323,16 +325,17 @@ class ConsensusHost:
         else:
             candidate = self._build_block()
         try:
-            proposal = self.signer.sign_proposal(Proposal(effect.height, effect.round,
-                                                          candidate.block.hash(),
-                                                          effect.pol_round, self.address))
+            proposal = await _off_loop(self.signer.sign_proposal,
+                                       Proposal(effect.height, effect.round,
+                                                candidate.block.hash(), effect.pol_round,
+                                                self.address))
         except DoubleSignRefused as exc:
             log.error("refused to sign a proposal: %s", exc)
             return
         raw = encode_compact_proposal(proposal, candidate.block)
         await self.handle(ProposalReceived(proposal, True))
         if self.wal:
-            self.wal.sync()
+            await _off_loop(self.wal.sync)
         await self.publish(raw)
 
     def _commit_pause_left(self) -> float:
@@ -405,7 +408,7 @@ class ConsensusHost:
             raise RuntimeError(f"decided block {effect.block_hash.hex()} failed validation "
                                "here: this node's state diverged from the network; stopping")
         self.store.commit_block(block, after, seen_commit=effect.commit, raw=candidate.raw)
-        self._advance(block, after, effect.commit)
+        await self._advance(block, after, effect.commit)
         await self.handle(StartHeight(after.height + 1, self.validator_set()), log_it=False)
 
     async def _adopt(self, synced: SyncedBlock) -> None:
@@ -421,11 +424,13 @@ class ConsensusHost:
             log.warning("refusing synced block %d: %s", block.height, exc)
             return
         self.store.commit_block(block, after, seen_commit=synced.commit)
-        self._advance(block, after, synced.commit)
+        await self._advance(block, after, synced.commit)
         await self.handle(StartHeight(after.height + 1, self.validator_set()), log_it=False)
 
-    def _advance(self, block: Block, after: State, commit: Commit) -> None:
-        """Move onto a committed block (decided here or synced)."""
+    async def _advance(self, block: Block, after: State, commit: Commit) -> None:
+        """Move onto a committed block (decided here or synced). Everything else is in
+        place before the WAL rotation's fsync is awaited, last, so the next height's gossip
+        that arrives meanwhile is accepted (and queued for the engine), not dropped as early."""
         self.state, self.last_commit = after, commit
         self._decided_at = trio.current_time()
         self.mempool.update(after, list(block.tx_hashes))
@@ -433,15 +438,26 @@ class ConsensusHost:
         for raw in block.evidence:
             self.evidence.pop(DuplicateVoteEvidence.decode(raw).hash(), None)
         self.candidates.clear()
-        if self.wal:
-            self.wal.rotate(ev.encode_record(ev.StartRecord(after.height + 1)))
         for listener in self.commit_listeners:
             listener(block, after)
         self.progress.set()
         self.progress = trio.Event()
         log.info("committed block %d %s txs=%d", after.height, block.hash().hex()[:16],
                  len(block.txs))
+        if self.wal:
+            await _off_loop(self.wal.rotate, ev.encode_record(ev.StartRecord(after.height + 1)))
 
+
+
+async def _off_loop(fn: Callable[..., T], *args: object) -> T:
+    """Run a call that ends in an fsync (signer state, WAL) on a worker thread.
+
+    The host's own flow waits for it, so "durable before it is sent" and the engine's event
+    order hold exactly as before; meanwhile gossip, admission and the API keep the trio loop,
+    which a slow disk would otherwise stall for every fsync (about 8 per height). A
+    cancelled wait still lets the thread finish: nothing is left half-written or released
+    unpersisted."""
+    return await trio.to_thread.run_sync(fn, *args)
 
 
 def _describe(event: Event) -> str:

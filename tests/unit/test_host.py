@@ -1,0 +1,78 @@
+"""The consensus host's durable writes leave the trio loop free.
+
+A validator's signature is persisted (fsync) before it is released, and the WAL is synced
+before the node's own messages go out. On a slow disk each fsync takes milliseconds; they
+run on a worker thread so gossip, admission and the API keep going meanwhile. The host runs
+here on a real LevelDB store and a real (peerless) libp2p node; the signer is the real
+FileSigner, gated so the test decides when its write may finish.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import trio
+
+from consensus.bft.engine import TimeoutConfig
+from consensus.hashing import sha256
+from node.chain.signer import FileSigner
+from node.p2p import P2PNode
+from node.runtime.host import ConsensusHost
+from node.store.blockstore import BlockStore
+from tests.unit.helpers import DEV_STAKE, Chain, addr, make_net
+
+GATE_S = 10.0  # how long the signer waits for the loop before it fails the test
+
+
+class GatedSigner(FileSigner):
+    """FileSigner whose write waits until the test releases it (a disk that is slow)."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.ran_on: list[int] = []
+
+    def _sign(self, *args: object) -> bytes:
+        self.ran_on.append(threading.get_ident())
+        self.entered.set()
+        if not self.release.wait(GATE_S):  # on the loop's thread, nothing could release it
+            raise AssertionError("the trio loop never ran while the signer was writing")
+        return super()._sign(*args)
+
+
+def test_signing_runs_off_the_trio_loop(tmp_path: Path) -> None:
+    net = make_net((DEV_STAKE,) * 4, label="host")
+    chain = Chain(net)
+    alice, bob = net.user_keys[:2]
+    tx = chain.transfer(alice, addr(bob), 5, nonce=0).encode()
+    fast = TimeoutConfig(propose_ms=50, prevote_ms=50, precommit_ms=50)
+
+    async def main() -> None:
+        with BlockStore.open(tmp_path / "chain") as store:
+            store.init_genesis(net.genesis.hash(), net.genesis.initial_state())
+            signer = GatedSigner(tmp_path / "signer", net.validator_keys[0], net.chain_id)
+            p2p = P2PNode(sha256(b"host"), "/ip4/127.0.0.1/tcp/0")
+            host = ConsensusHost(store, p2p, net.validator_keys[0], signer,
+                                 tmp_path / "consensus.wal", fast)
+            try:
+                async with p2p.running(), trio.open_nursery() as nursery:
+                    nursery.start_soon(host.run)
+                    # the host's first signature (a proposal or a nil prevote) is being
+                    # written: meanwhile the loop admits a transaction
+                    assert await trio.to_thread.run_sync(signer.entered.wait, GATE_S)
+                    admitted, rejected = await host.admit([tx])
+                    assert (len(admitted), rejected) == (1, [])
+                    assert signer.state.height == 0  # the write has not finished yet
+                    signer.release.set()
+                    with trio.fail_after(GATE_S):
+                        while signer.state.height != 1:
+                            await trio.sleep(0.01)
+                    nursery.cancel_scope.cancel()
+            finally:
+                host.close()
+                signer.close()
+        assert threading.main_thread().ident not in signer.ran_on
+        assert sha256(tx) in host.mempool
+
+    trio.run(main)
