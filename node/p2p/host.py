@@ -160,6 +160,7 @@ def build_pubsub(host: IHost, params: GossipParams,
         validation_cache_ttl=params.validation_cache_ttl_s,
         strict_signing=True,
     )
+    patches.speed_up_pubsub(pubsub)
     guard_pubsub_streams(host, pubsub, router, on_bad or (lambda peer, reason: None))
     return pubsub, router
 

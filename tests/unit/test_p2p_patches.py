@@ -4,16 +4,20 @@ The patched Yamux credit is exercised over real libp2p in tests/functional/test_
 
 from __future__ import annotations
 
+import random
+import time
+
 import pytest
 import trio
 from libp2p.exceptions import ParseError
 from libp2p.io.exceptions import IncompleteReadError, MessageTooLarge
 from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import ValidationCache, ValidationResult
 from libp2p.pubsub.rpc_queue import RpcQueue
 from libp2p.utils.varint import encode_varint_prefixed
 
 from node.p2p import patches
-from node.p2p.gossip import OutboundQueues
+from node.p2p.gossip import OutboundQueues, message_id
 
 
 def frame(payload: bytes) -> bytes:
@@ -194,3 +198,97 @@ def test_send_loop_reports_a_failed_stream_and_stops() -> None:
         pubsub = PubsubStub()
         run_send_loop(pubsub, Sink(error), [b"x", b"y"])
         assert pubsub.dead == ["peer"]
+
+
+# --- message ids and the validation cache --------------------------------------------------
+
+
+def message(data: bytes, topic: str = "t") -> rpc_pb2.Message:
+    return rpc_pb2.Message(data=data, topicIDs=[topic], from_id=b"peer", seqno=b"\x01")
+
+
+class IdStub:
+    """A Pubsub's two attributes these patches replace."""
+
+    def __init__(self) -> None:
+        self.computed: list[bytes] = []
+
+        def constructor(msg: rpc_pb2.Message) -> bytes:
+            self.computed.append(msg.data)
+            return message_id(msg)
+
+        self._msg_id_constructor = constructor
+        self.validation_cache = ValidationCache(ttl=30, max_size=1000)
+
+
+def test_message_ids_are_computed_once_per_message_object() -> None:
+    stub = IdStub()
+    patches.speed_up_pubsub(stub)
+    ids = stub._msg_id_constructor
+    first, second = message(b"a"), message(b"b")
+    assert [ids(first) for _ in range(4)] == [message_id(first)] * 4
+    assert ids(second) == message_id(second) != ids(first)
+    assert stub.computed == [b"a", b"b"]
+    twin = message(b"a")  # equal contents, another object: hashed afresh, same id
+    assert ids(twin) == ids(first) and stub.computed == [b"a", b"b", b"a"]
+
+
+def test_message_id_memo_is_bounded() -> None:
+    stub = IdStub()
+    patches.memoize_message_ids(stub)
+    ids = stub._msg_id_constructor
+    msgs = [message(bytes([i])) for i in range(patches.MESSAGE_ID_MEMO + 1)]
+    for msg in msgs:
+        ids(msg)
+    ids(msgs[-1])  # still remembered
+    assert len(stub.computed) == len(msgs)
+    ids(msgs[0])  # the oldest dropped out: computed again, still right
+    assert len(stub.computed) == len(msgs) + 1 and ids(msgs[0]) == message_id(msgs[0])
+
+
+def test_pubsub_speedups_install_once() -> None:
+    stub = IdStub()
+    patches.speed_up_pubsub(stub)
+    ids, cache = stub._msg_id_constructor, stub.validation_cache
+    assert isinstance(cache, patches.LruValidationCache)
+    assert (cache.ttl, cache.max_size) == (30, 1000)
+    patches.speed_up_pubsub(stub)
+    assert stub._msg_id_constructor is ids and stub.validation_cache is cache
+
+
+def test_lru_validation_cache_matches_pubsubs_own() -> None:
+    """Same answers and same survivors as py-libp2p's cache over a random workload of new
+    ids, lookups (hits refresh an entry's place) and expired entries."""
+    rng = random.Random(7)
+    now = time.time()
+    ours, theirs = patches.LruValidationCache(ttl=30, max_size=8), ValidationCache(30, 8)
+    keys = [bytes([i]) for i in range(40)]
+    fresh = iter(keys)
+    put: list[bytes] = []
+    for _ in range(300):
+        if rng.random() < 0.4 and len(put) < len(keys):
+            key = next(fresh)
+            stale = rng.random() < 0.2
+            result = ValidationResult(rng.random() < 0.5, now - 60 if stale else now + 60)
+            ours.put(key, result)
+            theirs.put(key, result)
+            put.append(key)
+        elif put:
+            key = rng.choice(put)
+            assert ours.get(key) == theirs.get(key)
+        assert list(ours.cache) == [k for k in theirs.access_order if k in theirs.cache]
+    assert len(put) == len(keys)  # the workload did overflow the cache many times
+
+
+def test_lru_validation_cache_refreshes_a_re_put_id_within_its_bound() -> None:
+    cache = patches.LruValidationCache(ttl=30, max_size=2)
+    ok = ValidationResult(True, time.time())
+    cache.put(b"a", ok)
+    cache.put(b"b", ok)
+    cache.put(b"a", ValidationResult(False, time.time()))  # replaces, moves to the end
+    assert list(cache.cache) == [b"b", b"a"] and not cache.get(b"a").is_valid
+    cache.put(b"c", ok)  # full: the least recently used goes
+    assert list(cache.cache) == [b"a", b"c"] and cache.get(b"b") is None
+    cache.put(b"old", ValidationResult(True, time.time() - 60))
+    cache.clear_expired()
+    assert list(cache.cache) == [b"c"]
