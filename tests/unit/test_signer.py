@@ -1,4 +1,5 @@
-"""The persisted double-sign guard: refusals, re-release, durability, one process per key."""
+"""The persisted double-sign guard: refusals, re-release, durability (the two-slot state
+file, torn writes, the older single-record form), one process per key."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from consensus.bft.guard import DoubleSignRefused, SignState, SignStep, check_si
 from consensus.bft.messages import Proposal
 from consensus.crypto import PrivateKey
 from consensus.vote import Vote, VoteType
-from node.chain.signer import FileSigner, SignerError
+from node.chain.signer import SLOT_BYTES, FileSigner, SignerError
 
 CHAIN = "jevons-test"
 KEY = PrivateKey.from_seed(hashlib.sha256(b"signer").digest())
@@ -98,3 +99,88 @@ def test_corrupt_state_file_stops_the_signer(tmp_path: Path) -> None:
     # the lock was released: a fixed file can be used at once
     (tmp_path / "sign_state.bin").unlink()
     FileSigner(tmp_path, KEY, CHAIN).close()
+
+
+def slot_counters(path: Path) -> list[int | None]:
+    raw = path.read_bytes()
+    assert len(raw) == 2 * SLOT_BYTES
+    return [int.from_bytes(raw[i * SLOT_BYTES + 4:i * SLOT_BYTES + 12], "big")
+            if raw[i * SLOT_BYTES:i * SLOT_BYTES + 4] == b"JSS2" else None for i in (0, 1)]
+
+
+def test_updates_alternate_between_two_slots_in_place(tmp_path: Path) -> None:
+    signer = FileSigner(tmp_path, KEY, CHAIN)
+    path = tmp_path / "sign_state.bin"
+    signer.sign_vote(prevote(3, 0, A))
+    inode = path.stat().st_ino
+    assert slot_counters(path) == [None, 1]
+    signer.sign_vote(precommit(3, 0, A))
+    assert slot_counters(path) == [2, 1]
+    signer.sign_proposal(Proposal(4, 0, B, -1, ME))
+    assert slot_counters(path) == [2, 3] and path.stat().st_ino == inode  # no rename
+    signer.close()
+    restarted = FileSigner(tmp_path, KEY, CHAIN)  # the newest slot wins
+    assert (restarted.state.height, restarted.state.step) == (4, SignStep.PROPOSAL)
+    with pytest.raises(DoubleSignRefused):
+        restarted.sign_proposal(Proposal(4, 0, A, -1, ME))
+    restarted.sign_vote(prevote(4, 0, B))
+    assert slot_counters(path) == [4, 3]
+    restarted.close()
+
+
+def test_a_torn_slot_falls_back_to_the_previous_state(tmp_path: Path) -> None:
+    """A power cut during an update leaves that slot torn; its signature was never
+    released, so the state before it is the right one to resume from."""
+    signer = FileSigner(tmp_path, KEY, CHAIN)
+    signer.sign_vote(prevote(3, 0, A))
+    signer.sign_vote(precommit(3, 0, A))  # counter 2, slot 0
+    signer.close()
+    path = tmp_path / "sign_state.bin"
+    raw = bytearray(path.read_bytes())
+    raw[40:60] = bytes(20)  # half of slot 0's payload never reached the disk
+    path.write_bytes(bytes(raw))
+    restarted = FileSigner(tmp_path, KEY, CHAIN)
+    assert (restarted.state.height, restarted.state.step) == (3, SignStep.PREVOTE)
+    with pytest.raises(DoubleSignRefused):
+        restarted.sign_vote(prevote(3, 0, B))  # what did reach the disk is still guarded
+    restarted.sign_vote(precommit(3, 0, A))
+    assert slot_counters(path) == [2, 1]  # the torn slot was the older one: rewritten
+    restarted.close()
+
+
+def test_a_single_record_file_is_read_and_converted_at_its_first_update(
+        tmp_path: Path) -> None:
+    old = FileSigner(tmp_path, KEY, CHAIN)
+    first = old.sign_vote(prevote(3, 0, A))
+    old.close()
+    path = tmp_path / "sign_state.bin"
+    state = SignState(3, 0, SignStep.PREVOTE, first.sign_message(CHAIN), first.signature)
+    path.write_bytes(state.encode())  # the form earlier versions wrote
+    signer = FileSigner(tmp_path, KEY, CHAIN)
+    assert signer.sign_vote(prevote(3, 0, A)).signature == first.signature
+    with pytest.raises(DoubleSignRefused):
+        signer.sign_vote(prevote(3, 0, B))
+    assert path.read_bytes() == state.encode()  # a re-release writes nothing
+    signer.sign_vote(precommit(3, 0, A))
+    assert slot_counters(path) == [None, 1]
+    signer.close()
+    assert FileSigner(tmp_path, KEY, CHAIN).state.step == SignStep.PRECOMMIT
+
+
+@pytest.mark.parametrize("damage", ["both slots", "truncated"])
+def test_a_slot_file_without_an_intact_slot_stops_the_signer(tmp_path: Path,
+                                                             damage: str) -> None:
+    signer = FileSigner(tmp_path, KEY, CHAIN)
+    signer.sign_vote(prevote(3, 0, A))
+    signer.sign_vote(precommit(3, 0, A))
+    signer.close()
+    path = tmp_path / "sign_state.bin"
+    raw = bytearray(path.read_bytes())
+    if damage == "both slots":
+        raw[40] ^= 1
+        raw[SLOT_BYTES + 40] ^= 1
+    else:
+        raw = raw[:SLOT_BYTES + 100]
+    path.write_bytes(bytes(raw))
+    with pytest.raises(SignerError, match="corrupt"):
+        FileSigner(tmp_path, KEY, CHAIN)
