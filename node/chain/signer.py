@@ -94,7 +94,7 @@ class FileSigner:
             written = os.pwrite(self._fd, slot, (counter % 2) * SLOT_BYTES)
             if written != SLOT_BYTES:  # e.g. a full disk: the other slot still holds the state
                 raise SignerError(f"{self.path}: wrote {written} of {SLOT_BYTES} bytes of the "
-                                  "sign state; nothing was signed")
+                                  "sign state; the signature was not released")
             _fdatasync(self._fd)
         else:  # first write, or a file in the single-record form: create the slot file
             image = bytearray(2 * SLOT_BYTES)
