@@ -1,7 +1,7 @@
 """The double-sign guard: the pure rule a validator applies before releasing a signature.
 
-The node persists the returned `SignState` (fsynced, atomically) before the signature leaves
-the process, and keeps a lock file so two processes cannot share a key (node/). Order of
+The node makes the returned `SignState` durable (node/chain/signer.py) before the signature
+leaves the process, and keeps a lock file so two processes cannot share a key (node/). Order of
 signing steps within a round: proposal < prevote < precommit (as in CometBFT).
 """
 

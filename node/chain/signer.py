@@ -12,8 +12,10 @@ encoded SignState. An update overwrites the older slot in place and fdatasyncs: 
 flush per signature, where a temp file, a rename and a directory fsync took two or more
 (every vote waits for it, so on a slow disk this is most of a height's latency). A write
 torn by a power cut fails its CRC and the other slot, the previous state, is used; the
-signature of the torn write was never released. A file in the older single-record form
-(written whole by rename) is read as is and rewritten in the slot form at its first update.
+signature of the torn write was never released. At start the state read is written again
+into the other slot and flushed (a write whose flush failed before a restart may still be in
+the page cache and not on disk). A file in the older single-record form (written whole by
+rename) is read as is and rewritten in the slot form at its first update.
 """
 
 from __future__ import annotations
@@ -55,15 +57,19 @@ class FileSigner:
             self.state, self._counter, slotted = _load(self.path)
             if slotted:
                 self._fd = os.open(self.path, os.O_RDWR)
+                # What was read may be a write whose fdatasync failed before a restart
+                # (the page cache still holds it; the disk may not). Write it again into
+                # the other slot and flush, so it is durable before it can be re-released.
+                self._persist(self.state)
         except BaseException:
-            os.close(self._lock_fd)
+            self.close()
             raise
 
     def close(self) -> None:
-        for fd in (self._fd, self._lock_fd):
+        fds, self._fd, self._lock_fd = (self._fd, self._lock_fd), -1, -1
+        for fd in fds:
             if fd >= 0:
                 os.close(fd)
-        self._fd = self._lock_fd = -1
 
     def sign_vote(self, vote: Vote) -> Vote:
         step = SignStep.PREVOTE if vote.type == VoteType.PREVOTE else SignStep.PRECOMMIT
@@ -163,5 +169,5 @@ def _load(path: Path) -> tuple[SignState, int, bool]:
 def _corrupt(path: Path, detail: str) -> SignerError:
     return SignerError(f"{path} is corrupt ({detail}). Do not delete it: restore it from a "
                        "backup, or wait until the chain is past its height and write that "
-                       "height by hand; signing without it risks double-signing and "
-                       "slashing")
+                       "height by hand (a single encoded SignState record, the older form, "
+                       "is accepted); signing without it risks double-signing and slashing")

@@ -21,7 +21,7 @@ CPU. Measured with two processes on loopback (bench/p2p.py): see docs/p2p.md.
   encryption and a socket send each); RPCs already queued behind the first now go out in
   one write, up to COALESCE_BYTES.
 `speed_up_pubsub(pubsub)`, also per instance, installs two more:
-- `memoize_message_ids`: a received message's id (sha256 over its data) was computed
+- `memoize_message_ids`: a received message's id (sha256 over topics and data) was computed
   four times (seen check, validation cache, marking seen, the router's forwarding); now
   once per message object.
 - `LruValidationCache`: pubsub's validation cache kept its LRU order in a list, so every
@@ -54,11 +54,12 @@ log = logging.getLogger(__name__)
 
 MAX_VARINT_BYTES = 10  # a 64-bit unsigned varint
 COALESCE_BYTES = 256 * 1024
-MESSAGE_ID_MEMO = 16
-"""Messages whose id is remembered (by object: a message is pushed through pubsub as one
-object, and up to this many are in flight at once; each is held until it drops out)."""
 """Most bytes of already-queued RPCs one pubsub stream write carries (one RPC may be
 larger; it then goes alone)."""
+MESSAGE_ID_MEMO = 16
+"""Messages whose id is remembered (by object, each held until it drops out). Pubsub
+pushes each message through its steps as one object; with more than this many in flight
+at once an id is just computed again."""
 
 
 def apply() -> None:

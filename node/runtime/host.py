@@ -132,6 +132,7 @@ class ConsensusHost:
         self._own_on_record: set[tuple[int, int, int]] = set()
         self._vset: ValidatorSet | None = None
         self._admitting = trio.Lock()
+        self._disk = trio.CapacityLimiter(1)  # this host's fsyncs, never behind other work
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -274,6 +275,18 @@ class ConsensusHost:
             log.warning("validator %s equivocated at height %d round %d",
                         effect.first.validator.hex(), effect.first.height, effect.first.round)
 
+    async def _off_loop(self, fn: Callable[..., T], *args: object) -> T:
+        """Run a call that ends in an fsync (signer state, WAL) on a worker thread.
+
+        The host's own flow waits for it, so "durable before it is sent" and the engine's
+        event order hold exactly as before; meanwhile gossip, admission and the API keep
+        the trio loop, which a slow disk would otherwise stall for every fsync (5 to 7 per
+        height). The host's own limiter (one at a time) keeps these calls from queueing
+        behind other threaded work (signature and job checks share trio's default one). A
+        cancelled wait still lets the thread finish: nothing is left half-written or
+        released unpersisted."""
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._disk)
+
     def _schedule(self, effect: ScheduleTimeout) -> None:
         assert self.nursery is not None
         delay_ms = effect.delay_ms
@@ -292,16 +305,16 @@ class ConsensusHost:
         if self.signer is None or effect.height != self.engine.height:
             return  # not a validator, or an effect made stale by a decision handled first
         try:
-            vote = await _off_loop(self.signer.sign_vote,
-                                   Vote(effect.type, effect.height, effect.round,
-                                        effect.block_hash, self.address))
+            vote = await self._off_loop(self.signer.sign_vote,
+                                        Vote(effect.type, effect.height, effect.round,
+                                             effect.block_hash, self.address))
         except DoubleSignRefused as exc:  # the guard did its job: never sign, never crash
             log.error("refused to sign: %s", exc)
             return
         raw = encode_vote(vote)
         await self.handle(VoteReceived(vote))  # logged (fsynced below) and counted
         if self.wal:
-            await _off_loop(self.wal.sync)
+            await self._off_loop(self.wal.sync)
         await self.publish(raw)
 
     async def publish(self, raw: bytes) -> None:
@@ -325,17 +338,17 @@ class ConsensusHost:
         else:
             candidate = self._build_block()
         try:
-            proposal = await _off_loop(self.signer.sign_proposal,
-                                       Proposal(effect.height, effect.round,
-                                                candidate.block.hash(), effect.pol_round,
-                                                self.address))
+            proposal = await self._off_loop(self.signer.sign_proposal,
+                                            Proposal(effect.height, effect.round,
+                                                     candidate.block.hash(), effect.pol_round,
+                                                     self.address))
         except DoubleSignRefused as exc:
             log.error("refused to sign a proposal: %s", exc)
             return
         raw = encode_compact_proposal(proposal, candidate.block)
         await self.handle(ProposalReceived(proposal, True))
         if self.wal:
-            await _off_loop(self.wal.sync)
+            await self._off_loop(self.wal.sync)
         await self.publish(raw)
 
     def _commit_pause_left(self) -> float:
@@ -445,19 +458,10 @@ class ConsensusHost:
         log.info("committed block %d %s txs=%d", after.height, block.hash().hex()[:16],
                  len(block.txs))
         if self.wal:
-            await _off_loop(self.wal.rotate, ev.encode_record(ev.StartRecord(after.height + 1)))
+            await self._off_loop(self.wal.rotate,
+                                 ev.encode_record(ev.StartRecord(after.height + 1)))
 
 
-
-async def _off_loop(fn: Callable[..., T], *args: object) -> T:
-    """Run a call that ends in an fsync (signer state, WAL) on a worker thread.
-
-    The host's own flow waits for it, so "durable before it is sent" and the engine's event
-    order hold exactly as before; meanwhile gossip, admission and the API keep the trio loop,
-    which a slow disk would otherwise stall for every fsync (about 8 per height). A
-    cancelled wait still lets the thread finish: nothing is left half-written or released
-    unpersisted."""
-    return await trio.to_thread.run_sync(fn, *args)
 
 
 def _describe(event: Event) -> str:

@@ -121,10 +121,14 @@ def test_updates_alternate_between_two_slots_in_place(tmp_path: Path) -> None:
     signer.close()
     restarted = FileSigner(tmp_path, KEY, CHAIN)  # the newest slot wins
     assert (restarted.state.height, restarted.state.step) == (4, SignStep.PROPOSAL)
+    # and is written again into the other slot at start (a write whose flush failed
+    # before a restart is still in the page cache: it is made durable before any use)
+    raw = path.read_bytes()
+    assert slot_counters(path) == [4, 3] and raw[20:SLOT_BYTES] == raw[SLOT_BYTES + 20:]
     with pytest.raises(DoubleSignRefused):
         restarted.sign_proposal(Proposal(4, 0, A, -1, ME))
     restarted.sign_vote(prevote(4, 0, B))
-    assert slot_counters(path) == [4, 3]
+    assert slot_counters(path) == [4, 5]
     restarted.close()
 
 
@@ -141,10 +145,12 @@ def test_a_torn_slot_falls_back_to_the_previous_state(tmp_path: Path) -> None:
     path.write_bytes(bytes(raw))
     restarted = FileSigner(tmp_path, KEY, CHAIN)
     assert (restarted.state.height, restarted.state.step) == (3, SignStep.PREVOTE)
+    raw = path.read_bytes()  # the torn slot was rewritten with that state
+    assert slot_counters(path) == [2, 1] and raw[20:SLOT_BYTES] == raw[SLOT_BYTES + 20:]
     with pytest.raises(DoubleSignRefused):
         restarted.sign_vote(prevote(3, 0, B))  # what did reach the disk is still guarded
     restarted.sign_vote(precommit(3, 0, A))
-    assert slot_counters(path) == [2, 1]  # the torn slot was the older one: rewritten
+    assert slot_counters(path) == [2, 3]
     restarted.close()
 
 
