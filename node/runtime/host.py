@@ -52,7 +52,7 @@ from node.chain.sigverify import ParallelVerifier
 from node.errors import NodeError
 from node.runtime import events as ev
 from node.runtime.mempool import Mempool, MempoolReject
-from node.runtime.wal import Wal, replay
+from node.runtime.wal import Wal, replay, unreadable_record
 from node.runtime.wire import encode_compact_proposal, encode_vote, topics
 from node.store.blockstore import BlockStore
 
@@ -194,7 +194,12 @@ class ConsensusHost:
     async def _recover(self) -> None:
         """Replay this height's WAL into a fresh engine; then schedule the current step's
         timeout so a node that crashed while waiting wakes up."""
-        records = [ev.decode_record(raw) for raw in replay(self.wal_path)]
+        records = []
+        for index, raw in enumerate(replay(self.wal_path)):
+            try:
+                records.append(ev.decode_record(raw))
+            except DecodeError as exc:
+                raise unreadable_record(self.wal_path, index, str(exc)) from exc
         self.wal = Wal(self.wal_path)
         start = self.height + 1
         if not records or records[0] != ev.StartRecord(start):

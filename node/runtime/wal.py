@@ -95,8 +95,15 @@ def _truncate(path: Path, offset: int) -> None:
         os.fsync(f.fileno())
 
 
-def _corrupt(path: Path, offset: int, detail: str) -> WalCorrupt:
+def unreadable_record(path: Path, index: int, detail: str) -> WalCorrupt:
+    """A record whose checksum holds but whose contents the node cannot decode (a region
+    zeroed by a crash passes as an empty record, CRC 0; or another version's log)."""
+    return _corrupt(path, None, f"record {index} is unreadable ({detail})")
+
+
+def _corrupt(path: Path, offset: int | None, detail: str) -> WalCorrupt:
+    where = "" if offset is None else f" at byte {offset}"
     return WalCorrupt(
-        f"{path} is corrupt at byte {offset}: {detail}. The node will not guess. Move the "
+        f"{path} is corrupt{where}: {detail}. The node will not guess. Move the "
         f"file aside (the node then rejoins the current height from its peers; its signer "
         f"state still prevents double-signing) or restore it from a backup.")

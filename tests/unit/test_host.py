@@ -1,4 +1,5 @@
-"""The consensus host's durable writes leave the trio loop free.
+"""The consensus host: its durable writes leave the trio loop free; an unreadable WAL stops
+it with the way out.
 
 A validator's signature is persisted (fsync) before it is released, and the WAL is synced
 before the node's own messages go out. On a slow disk each fsync takes milliseconds; they
@@ -12,13 +13,17 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 import trio
 
 from consensus.bft.engine import TimeoutConfig
 from consensus.hashing import sha256
 from node.chain.signer import FileSigner
+from node.cli.main import first_jevons_error
 from node.p2p import P2PNode
+from node.runtime import events as ev
 from node.runtime.host import ConsensusHost
+from node.runtime.wal import Wal, WalCorrupt
 from node.store.blockstore import BlockStore
 from tests.unit.helpers import DEV_STAKE, Chain, addr, make_net
 
@@ -76,3 +81,35 @@ def test_signing_runs_off_the_trio_loop(tmp_path: Path) -> None:
         assert sha256(tx) in host.mempool
 
     trio.run(main)
+
+
+@pytest.mark.parametrize("record", [b"", b"\x92\x09\x01"], ids=["zeroed", "unknown kind"])
+def test_an_unreadable_wal_record_stops_the_node_with_the_way_out(tmp_path: Path,
+                                                                   record: bytes) -> None:
+    """A record whose checksum holds but that does not decode (a crash can leave a zeroed
+    region, which reads as an empty record with CRC 0) is reported as WAL corruption,
+    naming the file and what to do, not as a bare decoding error."""
+    net = make_net((DEV_STAKE,) * 4, label="host")
+    wal = tmp_path / "consensus.wal"
+    log = Wal(wal)
+    log.append(ev.encode_record(ev.StartRecord(1)))
+    log.append(record)
+    log.close()
+
+    async def main() -> None:
+        with BlockStore.open(tmp_path / "chain") as store:
+            store.init_genesis(net.genesis.hash(), net.genesis.initial_state())
+            p2p = P2PNode(sha256(b"host"), "/ip4/127.0.0.1/tcp/0")
+            host = ConsensusHost(store, p2p, net.validator_keys[0], None, wal, TimeoutConfig())
+            try:
+                async with p2p.running():
+                    await host.run()
+            finally:
+                host.close()
+
+    with pytest.raises(BaseExceptionGroup) as caught:
+        trio.run(main)
+    error = first_jevons_error(caught.value)
+    assert isinstance(error, WalCorrupt)
+    assert str(wal) in str(error) and "record 1 is unreadable" in str(error)
+    assert "Move the file aside" in str(error)
