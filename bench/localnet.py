@@ -26,7 +26,9 @@ class LocalNet:
 
 @contextlib.contextmanager
 def local_net(tmp: Path, validators: int, accounts: int, chain_id: str,
-              log_level: str = "warning") -> Iterator[LocalNet]:
+              log_level: str = "warning", env: dict[str, str] | None = None
+              ) -> Iterator[LocalNet]:
+    """`env`, when given, is the node processes' whole environment."""
     base = free_port_block(2 * validators)
     subprocess.run([JEVONS, "testnet", "--validators", str(validators), "--accounts",
                     str(accounts), "--out", str(tmp / "net"), "--base-port", str(base),
@@ -39,7 +41,7 @@ def local_net(tmp: Path, validators: int, accounts: int, chain_id: str,
         with open(tmp / f"node{i}.log", "wb") as log:
             procs.append(subprocess.Popen(
                 [JEVONS, "node", "start", "--home", str(tmp / "net" / f"node{i}"),
-                 "--log-level", log_level], stdout=subprocess.DEVNULL, stderr=log))
+                 "--log-level", log_level], stdout=subprocess.DEVNULL, stderr=log, env=env))
     try:
         yield LocalNet(keys, apis)
     finally:
