@@ -468,7 +468,6 @@ class ConsensusHost:
 
 
 
-
 def _describe(event: Event) -> str:
     if isinstance(event, VoteReceived):
         v = event.vote
