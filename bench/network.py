@@ -6,7 +6,9 @@ a few concurrent clients) and follows the chain through /status and /blocks. Pri
 JSON line: validators, tx_per_s (committed txs / time from the first submission to the
 last commit),
 finality_p50_s / finality_p99_s (submission -> the block holding the tx is visible),
-block_interval_s (median). Bounded by --txs and --seconds.
+block_interval_s (median), and verify_us: one Ed25519 verification's time on this machine
+just before the run (median of 5 runs of 400, one thread). These shared machines change speed by
+2x or more from hour to hour; compare runs by it. Bounded by --txs and --seconds.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.localnet import local_net  # noqa: E402
-from consensus.crypto import PrivateKey  # noqa: E402
+from consensus.crypto import PrivateKey, signing_domain, verify_signature  # noqa: E402
 from consensus.hashing import sha256  # noqa: E402
 from consensus.tx import make_transfer  # noqa: E402
 
@@ -55,9 +57,28 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="jevons-bench-net-"))
     print(f"bench network in {tmp}", file=sys.stderr)
+    speed = verify_us()
     with local_net(tmp, args.validators, args.senders, "jevons-bench", "info") as net:
         result = run(args, net.keys, net.apis)
+    result["verify_us"] = speed
     print(json.dumps(result))
+
+
+def verify_us() -> float:
+    """Median time of one signature verification here, now (single thread)."""
+    key = PrivateKey.from_seed(sha256(b"bench verify"))
+    payload = bytes(150)  # about a transfer's size
+    signature = key.sign("tx", "jevons-bench", payload)
+    message = signing_domain("tx", "jevons-bench") + payload
+    if not verify_signature(key.public, signature, message):
+        raise SystemExit("bench: a fresh signature does not verify")
+    runs = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(400):
+            verify_signature(key.public, signature, message)
+        runs.append((time.perf_counter() - start) / 400 * 1e6)
+    return round(statistics.median(runs), 1)
 
 
 def metric(api: str, name: str) -> int:
