@@ -61,6 +61,10 @@ class FileSigner:
                 # (the page cache still holds it; the disk may not). Write it again into
                 # the other slot and flush, so it is durable before it can be re-released.
                 self._persist(self.state)
+        except OSError as exc:
+            self.close()
+            raise SignerError(f"{self.path}: cannot read or update the sign state ({exc}); "
+                              "the validator cannot sign without it") from exc
         except BaseException:
             self.close()
             raise

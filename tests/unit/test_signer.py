@@ -190,3 +190,11 @@ def test_a_slot_file_without_an_intact_slot_stops_the_signer(tmp_path: Path,
     path.write_bytes(bytes(raw))
     with pytest.raises(SignerError, match="corrupt"):
         FileSigner(tmp_path, KEY, CHAIN)
+
+
+def test_a_sign_state_that_cannot_be_used_stops_the_signer_at_start(tmp_path: Path) -> None:
+    (tmp_path / "sign_state.bin").mkdir()  # e.g. a botched restore
+    with pytest.raises(SignerError, match="cannot read or update the sign state"):
+        FileSigner(tmp_path, KEY, CHAIN)
+    (tmp_path / "sign_state.bin").rmdir()  # the lock was released
+    FileSigner(tmp_path, KEY, CHAIN).close()
