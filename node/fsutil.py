@@ -13,7 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def atomic_write(path: str | Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write(path: str | Path, data: bytes, mode: int = 0o644, *,
+                 durable: bool = True) -> None:
+    """`durable=False` skips both fsyncs: readers still see the old file or the whole new
+    one, but after a power cut the old one may be back. For files rewritten often that
+    nothing needs after a crash (status.json): on a slow disk each fsync stalls the caller."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -21,13 +25,15 @@ def atomic_write(path: str | Path, data: bytes, mode: int = 0o644) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def fsync_dir(path: Path) -> None:

@@ -9,6 +9,7 @@ them on the channel. See docs/node.md.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -133,6 +134,10 @@ class ConsensusHost:
         self._vset: ValidatorSet | None = None
         self._admitting = trio.Lock()
         self._disk = trio.CapacityLimiter(1)  # this host's fsyncs, never behind other work
+        self.committing: trio.Event | None = None
+        """Set while a decided or synced block is written to the store (its fsync runs off
+        the loop): gossip for the height after it waits for it (`wait_for_commit`) rather
+        than being judged against the state before it."""
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -425,8 +430,7 @@ class ConsensusHost:
         if after is None:
             raise RuntimeError(f"decided block {effect.block_hash.hex()} failed validation "
                                "here: this node's state diverged from the network; stopping")
-        self.store.commit_block(block, after, seen_commit=effect.commit, raw=candidate.raw)
-        await self._advance(block, after, effect.commit)
+        await self._store_and_advance(block, after, effect.commit, candidate.raw)
         await self.handle(StartHeight(after.height + 1, self.validator_set()), log_it=False)
 
     async def _adopt(self, synced: SyncedBlock) -> None:
@@ -441,9 +445,28 @@ class ConsensusHost:
         except InvalidBlock as exc:
             log.warning("refusing synced block %d: %s", block.height, exc)
             return
-        self.store.commit_block(block, after, seen_commit=synced.commit)
-        await self._advance(block, after, synced.commit)
+        await self._store_and_advance(block, after, synced.commit)
         await self.handle(StartHeight(after.height + 1, self.validator_set()), log_it=False)
+
+    async def _store_and_advance(self, block: Block, after: State, commit: Commit,
+                                 raw: bytes | None = None) -> None:
+        """Write the block in one synced batch (off the loop), then move onto it. Until
+        then the state, `height` and the API stay at the block before."""
+        self.committing = trio.Event()
+        try:
+            await self._off_loop(functools.partial(self.store.commit_block, block, after,
+                                                   seen_commit=commit, raw=raw))
+            await self._advance(block, after, commit)
+        finally:
+            done, self.committing = self.committing, None
+            done.set()
+
+    async def wait_for_commit(self, height: int) -> None:
+        """A message for the height after the block being stored waits until it is
+        stored; anything else goes on at once."""
+        done = self.committing
+        if done is not None and height == self.height + 2:
+            await done.wait()
 
     async def _advance(self, block: Block, after: State, commit: Commit) -> None:
         """Move onto a committed block (decided here or synced). Everything else is in

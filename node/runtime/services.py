@@ -109,6 +109,7 @@ class NodeServices:
 
     async def _on_vote(self, peer: str, vote: Vote) -> None:
         h = self.host
+        await h.wait_for_commit(vote.height)
         if vote.height > h.height + 1:
             self.behind.set()
             return
@@ -125,6 +126,7 @@ class NodeServices:
     async def _on_proposal(self, peer: str,
                            msg: wire.ProposalMessage | wire.CompactProposal) -> None:
         h, p = self.host, msg.proposal
+        await h.wait_for_commit(p.height)
         if p.height > h.height + 1:
             self.behind.set()
             return

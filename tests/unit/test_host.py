@@ -22,7 +22,7 @@ from node.chain.signer import FileSigner
 from node.cli.main import first_jevons_error
 from node.p2p import P2PNode
 from node.runtime import events as ev
-from node.runtime.host import ConsensusHost
+from node.runtime.host import ConsensusHost, SyncedBlock
 from node.runtime.wal import Wal, WalCorrupt
 from node.store.blockstore import BlockStore
 from tests.unit.helpers import DEV_STAKE, Chain, addr, make_net
@@ -113,3 +113,66 @@ def test_an_unreadable_wal_record_stops_the_node_with_the_way_out(tmp_path: Path
     assert isinstance(error, WalCorrupt)
     assert str(wal) in str(error) and "record 1 is unreadable" in str(error)
     assert "Move the file aside" in str(error)
+
+
+class GatedStore(BlockStore):
+    """BlockStore whose block writes wait until the test releases them (a slow disk)."""
+
+    entered: threading.Event
+    release: threading.Event
+
+    def commit_block(self, *args: object, **kwargs: object) -> None:
+        self.entered.set()
+        if not self.release.wait(GATE_S):
+            raise AssertionError("the trio loop never ran while the store was writing")
+        super().commit_block(*args, **kwargs)
+
+
+def test_block_writes_run_off_the_loop_and_next_height_gossip_waits_for_them(
+        tmp_path: Path) -> None:
+    net = make_net((DEV_STAKE,) * 4, label="host")
+    chain = Chain(net)
+    alice, bob = net.user_keys[:2]
+    tx = chain.transfer(alice, addr(bob), 5, nonce=0).encode()
+    block = chain.build([])
+    chain.accept(block)
+
+    async def main() -> None:
+        with GatedStore.open(tmp_path / "chain") as store:
+            store.entered, store.release = threading.Event(), threading.Event()
+            store.init_genesis(net.genesis.hash(), net.genesis.initial_state())
+            p2p = P2PNode(sha256(b"host"), "/ip4/127.0.0.1/tcp/0")
+            host = ConsensusHost(store, p2p, net.validator_keys[0], None,
+                                 tmp_path / "consensus.wal", TimeoutConfig())
+            try:
+                async with p2p.running(), trio.open_nursery() as nursery:
+                    await nursery.start(host.run)
+                    await host.submit(SyncedBlock(block, chain.last_commit))
+                    assert await trio.to_thread.run_sync(store.entered.wait, GATE_S)
+                    # the block is being written: the loop admits a tx meanwhile, the node
+                    # still shows the block before, and a height-2 message waits
+                    admitted, _ = await host.admit([tx])
+                    assert len(admitted) == 1
+                    assert host.height == 0 and host.committing is not None
+                    waited: list[int] = []
+
+                    async def height_2_message() -> None:
+                        await host.wait_for_commit(2)
+                        waited.append(host.height)
+
+                    nursery.start_soon(height_2_message)
+                    await host.wait_for_commit(1)  # the block's own height: no wait
+                    for _ in range(10):
+                        await trio.lowlevel.checkpoint()
+                    assert waited == []
+                    store.release.set()
+                    with trio.fail_after(GATE_S):
+                        while not waited:
+                            await trio.sleep(0.01)
+                    assert waited == [1] and host.committing is None
+                    assert store.get_block(1) is not None
+                    nursery.cancel_scope.cancel()
+            finally:
+                host.close()
+
+    trio.run(main)
