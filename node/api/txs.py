@@ -65,10 +65,18 @@ def committed_tx(api: Api, tx_hash: bytes, height: int, index: int) -> dict[str,
     return found
 
 
+def committed_location(host: Any, tx_hash: bytes) -> tuple[int, int] | None:
+    """Where the tx was committed, once this node has moved onto that block: while a block
+    is being written (its fsync runs off the loop) its txs are already in the store's index
+    but the node, its accounts and /blocks still show the block before."""
+    location = host.store.get_tx_location(tx_hash)
+    return location if location is not None and location[0] <= host.height else None
+
+
 async def get_tx(api: Api, request: Request, args: dict[str, Any]) -> Response:
     host = api.host
     tx_hash = bytes.fromhex(args["hash"])
-    location = host.store.get_tx_location(tx_hash)
+    location = committed_location(host, tx_hash)
     if location is not None:
         return json_response(committed_tx(api, tx_hash, *location))
     if tx_hash in host.mempool:
@@ -158,9 +166,9 @@ async def submit_one(api: Api, raw: bytes, wait: bool) -> Response:
     await gossip(api, [raw])
     if wait:
         with trio.move_on_after(WAIT_LIMIT_S):
-            while host.store.get_tx_location(tx_hash) is None:
+            while committed_location(host, tx_hash) is None:
                 await host.progress.wait()
-        location = host.store.get_tx_location(tx_hash)
+        location = committed_location(host, tx_hash)
         if location is not None:
             return json_response(committed_tx(api, tx_hash, *location))
     return json_response({"hash": tx_hash.hex(), "status": "pending"}, 202)

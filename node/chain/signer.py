@@ -50,8 +50,12 @@ class FileSigner:
     def __init__(self, directory: Path, key: PrivateKey, chain_id: str) -> None:
         self.key, self.chain_id = key, chain_id
         self.path = directory / STATE_FILE
-        directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _take_lock(directory / LOCK_FILE)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = _take_lock(directory / LOCK_FILE)
+        except OSError as exc:
+            raise SignerError(f"{directory}: cannot use the signer directory ({exc}); the "
+                              "validator cannot sign without it") from exc
         self._fd = -1  # the slot file, open once it is in the slot form
         try:
             self.state, self._counter, slotted = _load(self.path)

@@ -458,7 +458,12 @@ class ConsensusHost:
                                                    seen_commit=commit, raw=raw))
             await self._advance(block, after, commit)
         finally:
-            done, self.committing = self.committing, None
+            self._committed()
+
+    def _committed(self) -> None:
+        """Release the gossip that waited for the block being stored (idempotent)."""
+        done, self.committing = self.committing, None
+        if done is not None:
             done.set()
 
     async def wait_for_commit(self, height: int) -> None:
@@ -473,6 +478,7 @@ class ConsensusHost:
         place before the WAL rotation's fsync is awaited, last, so the next height's gossip
         that arrives meanwhile is accepted (and queued for the engine), not dropped as early."""
         self.state, self.last_commit = after, commit
+        self._committed()  # the next height's gossip may go on: the state it needs is here
         self._decided_at = trio.current_time()
         self.mempool.update(after, list(block.tx_hashes))
         self.committed_txs += len(block.txs)

@@ -2,8 +2,10 @@
 
 Every committed block is one synced write batch holding the block, its indices, the accounts
 it changed, the state meta and the new tip, so after a crash at any moment the store holds
-the last fully committed block and the state after it, never half a block. One process,
-one thread: LevelDB's lock keeps other processes (and a second open in this one) out.
+the last fully committed block and the state after it, never half a block. One process:
+LevelDB's lock keeps other processes (and a second open in this one) out. Within it, the
+node writes blocks from a worker thread while its loop reads (LevelDB is thread-safe and
+plyvel releases the GIL during I/O); only one thread ever writes.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import trio
 
 from consensus.bft.engine import TimeoutConfig
 from consensus.hashing import sha256
+from node.api.txs import committed_location
 from node.chain.signer import FileSigner
 from node.cli.main import first_jevons_error
 from node.p2p import P2PNode
@@ -116,16 +117,17 @@ def test_an_unreadable_wal_record_stops_the_node_with_the_way_out(tmp_path: Path
 
 
 class GatedStore(BlockStore):
-    """BlockStore whose block writes wait until the test releases them (a slow disk)."""
+    """BlockStore whose block writes return only when the test releases them (a slow
+    disk: the batch is in LevelDB, its fsync has not returned)."""
 
     entered: threading.Event
     release: threading.Event
 
     def commit_block(self, *args: object, **kwargs: object) -> None:
+        super().commit_block(*args, **kwargs)
         self.entered.set()
         if not self.release.wait(GATE_S):
             raise AssertionError("the trio loop never ran while the store was writing")
-        super().commit_block(*args, **kwargs)
 
 
 def test_block_writes_run_off_the_loop_and_next_height_gossip_waits_for_them(
@@ -134,7 +136,8 @@ def test_block_writes_run_off_the_loop_and_next_height_gossip_waits_for_them(
     chain = Chain(net)
     alice, bob = net.user_keys[:2]
     tx = chain.transfer(alice, addr(bob), 5, nonce=0).encode()
-    block = chain.build([])
+    late = chain.transfer(alice, addr(bob), 5, nonce=1).encode()
+    block = chain.build([tx])
     chain.accept(block)
 
     async def main() -> None:
@@ -150,10 +153,13 @@ def test_block_writes_run_off_the_loop_and_next_height_gossip_waits_for_them(
                     await host.submit(SyncedBlock(block, chain.last_commit))
                     assert await trio.to_thread.run_sync(store.entered.wait, GATE_S)
                     # the block is being written: the loop admits a tx meanwhile, the node
-                    # still shows the block before, and a height-2 message waits
-                    admitted, _ = await host.admit([tx])
+                    # still shows the block before (its txs too, though already indexed),
+                    # and a height-2 message waits
+                    admitted, _ = await host.admit([late])
                     assert len(admitted) == 1
                     assert host.height == 0 and host.committing is not None
+                    assert store.get_tx_location(sha256(tx)) == (1, 0)
+                    assert committed_location(host, sha256(tx)) is None
                     waited: list[int] = []
 
                     async def height_2_message() -> None:
@@ -170,7 +176,8 @@ def test_block_writes_run_off_the_loop_and_next_height_gossip_waits_for_them(
                         while not waited:
                             await trio.sleep(0.01)
                     assert waited == [1] and host.committing is None
-                    assert store.get_block(1) is not None
+                    assert committed_location(host, sha256(tx)) == (1, 0)
+                    assert sha256(late) in host.mempool  # still valid after the block
                     nursery.cancel_scope.cancel()
             finally:
                 host.close()

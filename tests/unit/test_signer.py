@@ -198,3 +198,9 @@ def test_a_sign_state_that_cannot_be_used_stops_the_signer_at_start(tmp_path: Pa
         FileSigner(tmp_path, KEY, CHAIN)
     (tmp_path / "sign_state.bin").rmdir()  # the lock was released
     FileSigner(tmp_path, KEY, CHAIN).close()
+
+
+def test_a_signer_directory_that_is_a_file_stops_the_signer(tmp_path: Path) -> None:
+    (tmp_path / "signer").write_bytes(b"")
+    with pytest.raises(SignerError, match="cannot use the signer directory"):
+        FileSigner(tmp_path / "signer", KEY, CHAIN)
