@@ -286,11 +286,12 @@ class ConsensusHost:
                         effect.first.validator.hex(), effect.first.height, effect.first.round)
 
     async def _off_loop(self, fn: Callable[..., T], *args: object) -> T:
-        """Run a call that ends in an fsync (signer state, WAL) on a worker thread.
+        """Run a call that ends in an fsync (signer state, WAL, the store's block batch) on
+        a worker thread.
 
         The host's own flow waits for it, so "durable before it is sent" and the engine's
         event order hold exactly as before; meanwhile gossip, admission and the API keep
-        the trio loop, which a slow disk would otherwise stall for every fsync (5 to 7 per
+        the trio loop, which a slow disk would otherwise stall for every fsync (6 to 9 per
         height). The host's own limiter (one at a time) keeps these calls from queueing
         behind other threaded work (signature and job checks share trio's default one). A
         cancelled wait still lets the thread finish: nothing is left half-written or
