@@ -42,6 +42,17 @@ class ConsensusConfig:
 
 
 @dataclass(frozen=True)
+class MempoolConfig:
+    """Bounds on this node's pending transactions (not consensus: nodes may differ)."""
+
+    max_txs: int = 100_000
+    max_bytes: int = 64 * 1024 * 1024
+    ttl_blocks: int = 600
+    """A tx still pending after this many blocks leaves the mempool (its sender may send it
+    again): e.g. one that waits for a nonce never sent, or that cannot pay its amount."""
+
+
+@dataclass(frozen=True)
 class ProviderConfig:
     """A provider's terms, registered on chain when the node starts (and re-registered when
     they change). Amounts in base units (ujev)."""
@@ -65,6 +76,7 @@ class NodeConfig:
     api: ApiConfig = field(default_factory=ApiConfig)
     chain: ChainConfig = field(default_factory=ChainConfig)
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
+    mempool: MempoolConfig = field(default_factory=MempoolConfig)
     provider: ProviderConfig = field(default_factory=ProviderConfig)
 
     def to_toml(self) -> str:
@@ -96,15 +108,17 @@ def _str(table: dict, name: str, key: str, default: str) -> str:
 
 
 def parse_config(data: dict[str, Any]) -> NodeConfig:
-    unknown = sorted(set(data) - {"node", "p2p", "api", "chain", "consensus", "provider"})
+    unknown = sorted(set(data) - {"node", "p2p", "api", "chain", "consensus", "mempool",
+                                  "provider"})
     if unknown:
         raise ConfigError(f"unknown table [{unknown[0]}] (known: node, p2p, api, chain, "
-                          "consensus, provider)")
+                          "consensus, mempool, provider)")
     node = _table(data, "node", {"moniker", "role"})
     p2p = _table(data, "p2p", {"listen", "bootstrap"})
     api = _table(data, "api", {"listen"})
     chain = _table(data, "chain", {"block_time_ms"})
     consensus = _table(data, "consensus", {"timeout_commit_ms"})
+    mempool = _table(data, "mempool", {"max_txs", "max_bytes", "ttl_blocks"})
     role = _str(node, "node", "role", "validator")
     if role not in ROLES:
         raise ConfigError(f"[node] role must be one of {', '.join(ROLES)}, got {role!r}")
@@ -126,6 +140,11 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
         chain=ChainConfig(block_time),
         consensus=ConsensusConfig(_int(consensus, "consensus", "timeout_commit_ms",
                                        ConsensusConfig.timeout_commit_ms, 0, 60_000)),
+        mempool=MempoolConfig(
+            _int(mempool, "mempool", "max_txs", MempoolConfig.max_txs, 100, 10_000_000),
+            _int(mempool, "mempool", "max_bytes", MempoolConfig.max_bytes, 1024 * 1024,
+                 16 * 1024**3),
+            _int(mempool, "mempool", "ttl_blocks", MempoolConfig.ttl_blocks, 10, 10_000_000)),
         provider=parse_provider(data),
     )
 

@@ -38,6 +38,7 @@ async def get_status(api: Api, request: Request, args: dict[str, Any]) -> Respon
         "tip": state.last_block_hash.hex(), "time_ms": state.time_ms, "round": engine.round,
         "step": engine.step.name.lower(), "peers": peer_count(services),
         "mempool": len(host.mempool), "mempool_bytes": host.mempool.size_bytes,
+        "mempool_queued": host.mempool.queued,
         "catching_up": services.catching_up, "min_fee": host.params.min_fee,
         "address": to_bech32(host.address), "validator": host.address in host.validator_set(),
     })

@@ -110,6 +110,8 @@ class _StateCollector(Collector):
         yield _gauge("jevons_mempool_txs", "Transactions in the mempool", len(host.mempool))
         yield _gauge("jevons_mempool_bytes", "Bytes of transactions in the mempool",
                      host.mempool.size_bytes)
+        yield _gauge("jevons_mempool_queued_txs", "Transactions in the mempool that wait for a "
+                     "missing nonce of their sender", host.mempool.queued)
         yield _gauge("jevons_catching_up", "1 while the node syncs blocks it is behind on",
                      int(services.catching_up))
         yield _gauge("jevons_validators", "Validators in the set signing the next height",

@@ -56,7 +56,10 @@ STATUS = obj({
     "time_ms": {**UINT, "description": "time of the last committed block, ms since epoch"},
     "round": UINT, "step": {"type": "string"},
     "peers": UINT, "mempool": {**UINT, "description": "pending transactions"},
-    "mempool_bytes": UINT, "catching_up": {"type": "boolean"},
+    "mempool_bytes": UINT,
+    "mempool_queued": {**UINT, "description": "pending transactions that wait for a missing "
+                                              "nonce of their sender"},
+    "catching_up": {"type": "boolean"},
     "min_fee": {**UINT, "description": "smallest fee a transaction may pay, ujev"},
     "address": {**ADDRESS, "description": "the node key's account address"},
     "validator": {"type": "boolean", "description": "the node key is in the current set"},

@@ -21,7 +21,7 @@ from node.api.errors import ApiError, echo
 from node.api.routing import Api, Operation, Param, Reply, json_response
 from node.api.schemas import HEX32, MAX_BATCH, ref
 from node.errors import NodeError
-from node.runtime.mempool import MempoolReject
+from node.runtime.mempool import BUSY, MempoolReject
 
 log = logging.getLogger("jevons.api")
 MAX_TX_HEX_BYTES = 64 * 1024  # refused before decoding (the mempool checks max_tx_bytes)
@@ -161,8 +161,7 @@ async def submit_one(api: Api, raw: bytes, wait: bool) -> Response:
     try:
         tx_hash = host.mempool.add(raw, host.state)
     except MempoolReject as exc:
-        raise ApiError(503 if exc.code == "mempool_full" else 422, exc.code,
-                       exc.reason) from None
+        raise ApiError(503 if exc.code in BUSY else 422, exc.code, exc.reason) from None
     await gossip(api, [raw])
     if wait:
         with trio.move_on_after(WAIT_LIMIT_S):
@@ -184,6 +183,10 @@ async def submit_batch(api: Api, items: object) -> Response:
     rejected = [{"index": index, "error": exc.code, "message": exc.reason}
                 for index, exc in refused]
     await gossip(api, accepted)
+    if not accepted and all(exc.code in BUSY for _, exc in refused):
+        raise ApiError(503, "mempool_full", f"none of the {len(raws)} transactions was "
+                                            "admitted: the mempool is full; retry later",
+                       accepted=0, rejected=rejected)
     if not accepted:
         raise ApiError(422, "all_rejected", f"none of the {len(raws)} transactions was "
                                             "admitted; see `rejected`", accepted=0,
@@ -226,9 +229,12 @@ OPERATIONS = (
                422: Reply("the tx was refused, with the mempool's code: malformed, "
                           "too_large, wrong_chain_id, bad_tx_signature, fee_too_low, "
                           "unknown_sender, nonce_reused, nonce_too_far, nonce_pending, "
-                          "duplicate, …; a batch none of which was admitted: all_rejected, "
-                          "with `rejected` as in a 202"),
-               503: Reply("mempool_full: this node's mempool is full; retry later")},
+                          "cannot_pay_fees, duplicate, …; a batch none of which was "
+                          "admitted: all_rejected, with `rejected` as in a 202"),
+               503: Reply("mempool_full: this node's mempool is full (a batch: every tx was "
+                          "refused so, `rejected` as in a 202); queue_full: too many txs "
+                          "already wait for a missing nonce; retry later, or send the "
+                          "missing nonce first")},
               body=SUBMIT_BODY, tag="txs",
               description="A single tx with `wait: true` answers when it is committed (200), "
                           "or after 60 s with 202 pending. A batch never waits."),

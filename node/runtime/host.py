@@ -50,6 +50,7 @@ from consensus.transition import apply_block
 from consensus.vote import Commit, Vote, verify_commit
 from node.chain.signer import FileSigner
 from node.chain.sigverify import ParallelVerifier
+from node.config import MempoolConfig
 from node.errors import NodeError
 from node.runtime import events as ev
 from node.runtime.mempool import Mempool, MempoolReject
@@ -103,7 +104,7 @@ def now_ms() -> int:
 class ConsensusHost:
     def __init__(self, store: BlockStore, net: Network, key: PrivateKey,
                  signer: FileSigner | None, wal_path, timeouts: TimeoutConfig,
-                 commit_pause_ms: int = 0) -> None:
+                 commit_pause_ms: int = 0, mempool: MempoolConfig | None = None) -> None:
         self.store, self.net, self.key, self.signer = store, net, key, signer
         self.commit_pause_ms = commit_pause_ms
         self._decided_at: float | None = None  # trio clock of the last commit
@@ -114,7 +115,9 @@ class ConsensusHost:
         self.consensus_topic, self.tx_topic = topics(self.chain_id)
         self.cache = SigCache()
         self.verifier = ParallelVerifier(self.cache)
-        self.mempool = Mempool(self.params, self.chain_id, self.cache)
+        limits = mempool or MempoolConfig()
+        self.mempool = Mempool(self.params, self.chain_id, self.cache, limits.max_txs,
+                               limits.max_bytes, limits.ttl_blocks)
         self.engine = EngineState(self.address if signer else None, timeouts)
         self.candidates: dict[bytes, Candidate] = {}
         self.evidence: dict[bytes, bytes] = {}
@@ -149,9 +152,12 @@ class ConsensusHost:
                     ) -> tuple[list[bytes], list[tuple[int, MempoolReject]]]:
         """Admit a batch of encoded txs into the mempool: each is hashed once, txs already
         pending are refused before any work, the signatures of the rest are verified on
-        all cores in one pass, off the trio loop (consensus goes on meanwhile). Returns
+        all cores in one pass, off the trio loop (consensus goes on meanwhile); a full
+        mempool refuses the whole batch before any of that. Returns
         (admitted, [(index, why), …])."""
         mempool = self.mempool
+        if mempool.saturated():  # every one would be refused: do not verify them first
+            return [], [(i, mempool.full_error()) for i in range(len(raws))]
         hashes = [sha256(raw) for raw in raws]
         fresh = [i for i, h in enumerate(hashes) if h not in mempool]
         async with self._admitting:  # one batch at a time: ingestion must not starve consensus

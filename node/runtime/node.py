@@ -44,7 +44,7 @@ async def run_node(home: Home, timeouts: TimeoutConfig | None = None,
         net = P2PNode.from_config(home.node_seed, home.config.p2p)
         host = ConsensusHost(store, net, home.validator_key, signer,
                              home.paths.data / "consensus.wal", timeouts or TimeoutConfig(),
-                             home.config.consensus.timeout_commit_ms)
+                             home.config.consensus.timeout_commit_ms, home.config.mempool)
         services = NodeServices(host, net)
         services.install()
         try:

@@ -26,6 +26,7 @@ from consensus.bft.engine import TimeoutConfig
 from consensus.hashing import sha256
 from node.api.app import build_app, openapi, routes_of
 from node.api.txs import MAX_BODY_BYTES
+from node.config import MempoolConfig
 from node.p2p import P2PNode
 from node.runtime.host import ConsensusHost, SyncedBlock
 from node.runtime.services import NodeServices
@@ -63,14 +64,15 @@ class ApiNode:
 
 
 @contextlib.asynccontextmanager
-async def api_node(tmp: Path, label: str = "api") -> AsyncIterator[ApiNode]:
+async def api_node(tmp: Path, label: str = "api",
+                   mempool: MempoolConfig | None = None) -> AsyncIterator[ApiNode]:
     net = make_net(DEV_VALIDATORS, label=label)
     chain = Chain(net)
     with BlockStore.open(tmp / f"{label}-chain") as store:
         store.init_genesis(net.genesis.hash(), net.genesis.initial_state())
         p2p = P2PNode(sha256(label.encode()), "/ip4/127.0.0.1/tcp/0")
         host = ConsensusHost(store, p2p, net.validator_keys[0], None, tmp / f"{label}.wal",
-                             TimeoutConfig())
+                             TimeoutConfig(), mempool=mempool)
         services = NodeServices(host, p2p)
         services.install()
         try:
@@ -328,6 +330,43 @@ def test_a_batch_reports_each_rejection_by_index(tmp_path: Path) -> None:
         assert len(node.host.mempool) == 3
 
     run_with_node(tmp_path, check)
+
+
+def test_a_full_mempool_answers_503_and_refuses_a_batch_before_verifying_it(
+        tmp_path: Path) -> None:
+    """Four txs at most, so one may wait for a missing nonce: a second such tx is refused
+    (queue_full), a ready tx evicts it, and a mempool full of ready txs refuses everything
+    with 503, a batch before any signature is checked (a forged tx is refused as
+    mempool_full, not bad_tx_signature)."""
+    async def check(node: ApiNode) -> None:
+        chain = node.chain
+        alice, bob, carol = chain.net.user_keys
+        gapped = [chain.transfer(carol, addr(bob), 1, nonce=n).encode() for n in (3, 5, 7)]
+        reply = await node.post("/txs", {"txs": [gapped[0].hex(), gapped[1].hex()]})
+        assert reply.status_code == 202, reply.json()
+        assert reply.json()["rejected"][0]["error"] == "queue_full"
+        assert (await node.get("/status")).json()["mempool_queued"] == 1
+        assert_error(await node.post("/txs", {"tx": gapped[2].hex()}), 503, "queue_full")
+        ready = [chain.transfer(alice, addr(bob), 1, nonce=n).encode() for n in range(4)]
+        reply = await node.post("/txs", {"txs": [r.hex() for r in ready]})
+        assert reply.json() == {"accepted": 4, "rejected": []}
+        status = (await node.get("/status")).json()
+        assert (status["mempool"], status["mempool_queued"]) == (4, 0)
+        forged = bytearray(chain.transfer(bob, addr(alice), 1, nonce=1).encode())
+        forged[-1] ^= 1
+        batch = [chain.transfer(bob, addr(alice), 1).encode(), bytes(forged)]
+        body = assert_error(await node.post("/txs", {"txs": [t.hex() for t in batch]}),
+                            503, "mempool_full")
+        assert [(r["index"], r["error"]) for r in body["rejected"]] == [
+            (0, "mempool_full"), (1, "mempool_full")]
+        assert_error(await node.post("/txs", {"tx": batch[0].hex()}), 503, "mempool_full")
+        assert len(node.host.mempool) == 4
+
+    async def main() -> None:
+        async with api_node(tmp_path, mempool=MempoolConfig(max_txs=4)) as node:
+            await check(node)
+
+    trio.run(main)
 
 
 # --- metrics --------------------------------------------------------------------------------

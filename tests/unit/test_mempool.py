@@ -101,3 +101,133 @@ def test_a_failed_parallel_check_gives_the_same_reasons_without_verifying_again(
     with pytest.raises(MempoolReject) as info:  # trusted, not re-verified
         fresh.add(batch[4], chain.state, signature_failed=True)
     assert info.value.code == "bad_tx_signature"
+
+
+def _codes_of(pool: Mempool, state, raws: list[bytes]) -> list[str]:
+    out = []
+    for raw in raws:
+        try:
+            pool.add(raw, state)
+            out.append("ok")
+        except MempoolReject as exc:
+            out.append(exc.code)
+    return out
+
+
+def test_queued_txs_are_bounded_and_ready_ones_evict_them_when_full() -> None:
+    """A tx waiting for a missing nonce never executes, so never pays: at most a quarter
+    of the pool, and a ready tx that finds the pool full evicts the newest of them. Without
+    this, gapped nonces fill every node's mempool for free and admission stops for good."""
+    chain, pool = setup(max_txs=8)
+    alice, bob, carol = chain.net.user_keys
+    to = addr(bob)
+    gapped = [chain.transfer(alice, to, 1, nonce=n).encode() for n in (5, 6, 7)]
+    assert _codes_of(pool, chain.state, gapped) == ["ok", "ok", "queue_full"]
+    assert pool.queued == 2
+    ready = [chain.transfer(bob, to, 1, nonce=n).encode() for n in range(6)]
+    assert _codes_of(pool, chain.state, ready) == ["ok"] * 6
+    assert len(pool) == 8 and pool.queued == 2
+    carol_txs = [chain.transfer(carol, to, 1, nonce=n).encode() for n in range(3)]
+    assert _codes_of(pool, chain.state, [carol_txs[0]]) == ["ok"]  # evicts alice's nonce 6
+    assert sha256(gapped[1]) not in pool and sha256(gapped[0]) in pool
+    late_gap = chain.transfer(carol, to, 1, nonce=9).encode()
+    assert _codes_of(pool, chain.state, [late_gap]) == ["mempool_full"]  # queued: no room
+    assert _codes_of(pool, chain.state, [carol_txs[1]]) == ["ok"]  # evicts alice's nonce 5
+    assert len(pool) == 8 and pool.queued == 0 and pool.saturated()
+    assert _codes_of(pool, chain.state, [carol_txs[2]]) == ["mempool_full"]
+    assert pool.reap(chain.state, 100) == ready + carol_txs[:2]
+
+
+def test_a_filled_gap_makes_queued_txs_ready_and_a_removed_tx_queues_its_successors() -> None:
+    chain, pool = setup()
+    alice, bob = chain.net.user_keys[:2]
+    txs = [chain.transfer(alice, addr(bob), 1, nonce=n).encode() for n in range(4)]
+    _codes_of(pool, chain.state, [txs[1], txs[2]])
+    assert pool.queued == 2 and pool.reap(chain.state, 10) == []
+    _codes_of(pool, chain.state, [txs[0]])
+    assert pool.queued == 0 and pool.reap(chain.state, 10) == txs[:3]
+    pool.discard([txs[1]])  # e.g. a proposer found it cannot apply
+    assert pool.queued == 1 and pool.reap(chain.state, 10) == txs[:1]
+    # a block from elsewhere holds nonces 1 and 2 (this node missed 1): 3 becomes ready
+    _codes_of(pool, chain.state, [txs[3]])
+    assert pool.queued == 2
+    chain.advance(txs[:3])
+    pool.update(chain.state, [sha256(raw) for raw in txs[:3]])
+    assert len(pool) == 1 and pool.queued == 0 and pool.reap(chain.state, 10) == [txs[3]]
+
+
+def test_the_committed_balance_must_pay_the_fees_of_all_pending_txs() -> None:
+    fee = 100
+    chain = Chain(make_net(balances=(3 * fee + 50, 10**9), label="mempool-fees"))
+    pool = Mempool(chain.params, chain.state.chain_id, SigCache())
+    poor, rich = chain.net.user_keys
+    txs = [chain.transfer(poor, addr(rich), 0, nonce=n, fee=fee).encode() for n in range(4)]
+    assert _codes_of(pool, chain.state, txs) == ["ok", "ok", "ok", "cannot_pay_fees"]
+    pool.discard([txs[2]])
+    assert _codes_of(pool, chain.state, [txs[3]]) == ["ok"]  # queued behind 2, but paid for
+
+
+def test_txs_leave_after_ttl_blocks() -> None:
+    chain = Chain(make_net(label="mempool-ttl"))
+    pool = Mempool(chain.params, chain.state.chain_id, SigCache(), ttl_blocks=2)
+    alice, bob = chain.net.user_keys[:2]
+    stuck = chain.transfer(alice, addr(bob), 1, nonce=3).encode()  # waits for 0..2 forever
+    _codes_of(pool, chain.state, [stuck])
+    chain.advance()
+    pool.update(chain.state, [])
+    fresh = chain.transfer(bob, addr(alice), 1).encode()
+    _codes_of(pool, chain.state, [fresh])
+    assert len(pool) == 2
+    chain.advance()
+    pool.update(chain.state, [])  # two blocks since `stuck` came in: it goes
+    assert len(pool) == 1 and pool.queued == 0 and sha256(stuck) not in pool
+    assert pool.size_bytes == len(fresh)
+    chain.advance()
+    pool.update(chain.state, [])
+    assert len(pool) == 0 and pool.size_bytes == 0
+    assert _codes_of(pool, chain.state, [stuck]) == ["ok"]  # it may be sent again
+
+
+def test_bookkeeping_matches_a_recount_through_random_operations() -> None:
+    """Seeded random adds, discards and committed blocks; after each, the pool's queued
+    count, bytes and reap order equal what a from-scratch recount of its txs gives."""
+    import random
+
+    rng = random.Random(4)
+    chain, pool = setup(max_txs=12)
+    users = chain.net.user_keys
+    made: dict[tuple[int, int], bytes] = {}
+
+    def tx(u: int, n: int) -> bytes:
+        if (u, n) not in made:
+            made[(u, n)] = chain.transfer(users[u], addr(users[(u + 1) % 3]), 1,
+                                          nonce=n).encode()
+        return made[(u, n)]
+
+    def recount() -> tuple[int, int, list[bytes]]:
+        queued, size, ready = 0, 0, []
+        for k in users:
+            mine = {e.tx.nonce: e.raw for e in pool.pending_from(addr(k))}
+            size += sum(map(len, mine.values()))
+            nonce = chain.nonce_of(k)
+            while nonce in mine:
+                ready.append(mine.pop(nonce))
+                nonce += 1
+            queued += len(mine)
+        return queued, size, ready
+
+    for _ in range(400):
+        op = rng.random()
+        if op < 0.6:
+            u = rng.randrange(3)
+            _codes_of(pool, chain.state, [tx(u, chain.nonce_of(users[u]) + rng.randrange(6))])
+        elif op < 0.75 and len(pool):
+            pool.discard([rng.choice(pool.pending(100))])
+        else:
+            block = pool.reap(chain.state, rng.randrange(1, 6))
+            chain.advance(block)
+            pool.update(chain.state, [sha256(raw) for raw in block])
+        queued, size, ready = recount()
+        assert (pool.queued, pool.size_bytes) == (queued, size)
+        assert sorted(pool.reap(chain.state, 100)) == sorted(ready)
+        assert len(pool) <= 12  # (queued may pass its cap when a discard queues txs again)

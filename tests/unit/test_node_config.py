@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from node.config import ConsensusConfig, NodeConfig, P2PConfig, load_config, parse_config
+from node.config import (
+    ConsensusConfig,
+    MempoolConfig,
+    NodeConfig,
+    P2PConfig,
+    load_config,
+    parse_config,
+)
 from node.errors import ConfigError
 
 
@@ -12,7 +19,8 @@ def test_round_trip(tmp_path: Path) -> None:
     config = NodeConfig(moniker="n1", role="provider",
                         p2p=P2PConfig("/ip4/127.0.0.1/tcp/4001",
                                       ("/ip4/127.0.0.1/tcp/4002/p2p/x",)),
-                        consensus=ConsensusConfig(timeout_commit_ms=0))
+                        consensus=ConsensusConfig(timeout_commit_ms=0),
+                        mempool=MempoolConfig(max_txs=5000, max_bytes=2**24, ttl_blocks=50))
     path = tmp_path / "config.toml"
     path.write_text(config.to_toml())
     assert load_config(path) == config
@@ -31,6 +39,10 @@ def test_round_trip(tmp_path: Path) -> None:
                                                r"integer in 0\.\.60000, got -1"),
     ({"consensus": {"timeout_commit_ms": "300"}}, "timeout_commit_ms"),
     ({"consensus": {"timeout_propose_ms": 3}}, "unknown key 'timeout_propose_ms'"),
+    ({"mempool": {"max_txs": 10}}, r"\[mempool\] max_txs must be an integer in 100\.\."),
+    ({"mempool": {"ttl_blocks": 0}}, r"\[mempool\] ttl_blocks must be an integer in 10\.\."),
+    ({"mempool": {"max_bytes": "64MiB"}}, r"\[mempool\] max_bytes must be an integer"),
+    ({"mempool": {"size": 5}}, "unknown key 'size'"),
     ({"node": {"moniker": ""}}, "moniker must be a non-empty string"),
     ({"node": []}, "must be a table"),
 ])
