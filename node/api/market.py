@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import trio
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -23,7 +24,7 @@ from kernels.blobs import encode_array
 from node.api.accounts import ADDRESS as ACCOUNT_ADDRESS
 from node.api.accounts import parse_address
 from node.api.errors import ApiError
-from node.api.routing import Api, Operation, Param, Reply, json_response
+from node.api.routing import MAX_DOWNLOADS, Api, Operation, Param, Reply, json_response
 from node.api.schemas import ADDRESS, HEX32, UINT, obj, ref
 from node.errors import NodeError
 from node.runtime.market import download_output
@@ -186,11 +187,19 @@ async def get_output(api: Api, request: Request, args: dict[str, Any]) -> Respon
         raise ApiError(502, "provider_unavailable", "the job's provider is not registered")
     net = api.services.net
     try:
+        api.downloads.acquire_nowait()
+    except trio.WouldBlock:
+        raise ApiError(503, "busy", f"{MAX_DOWNLOADS} output downloads are in progress on "
+                                    "this node; retry later") from None
+    try:
         output = await download_output(net, api.host.chain_id, provider.endpoint, job)
+        body = await trio.to_thread.run_sync(encode_array, output)
     except (NodeError, DecodeError) as exc:
         raise ApiError(502, "provider_unavailable",
                        f"could not fetch the output from the provider: {exc}") from None
-    return Response(encode_array(output), media_type="application/octet-stream",
+    finally:
+        api.downloads.release()
+    return Response(body, media_type="application/octet-stream",
                     headers={"x-jevons-root": job.root.hex(),
                              "x-jevons-status": job.status.name.lower()})
 
@@ -243,7 +252,9 @@ OPERATIONS = (
                400: Reply("bad_job_id: not 64 hex characters"), 404: NOT_FOUND,
                409: Reply("no_result: nothing committed yet"),
                502: Reply("provider_unavailable: the provider did not answer or sent rows "
-                          "that do not match the root")},
+                          "that do not match the root"),
+               503: Reply("busy: the node already serves its limit of output downloads "
+                          "(each is held in memory); retry later")},
               (JOB_ID,), tag="market"),
     Operation("GET", "/market", "getMarket",
               "Market statistics per kernel: price index, queue time, acceptance rate",

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import trio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jevons.api")
 MAX_INT64 = 2**63 - 1
+MAX_DOWNLOADS = 2  # concurrent GET /jobs/{id}/output; more are refused with 503 busy
 DIGITS = re.compile(r"[0-9]{1,19}")
 
 
@@ -41,6 +43,8 @@ class Api:
     services: NodeServices
     node_info: dict[str, Any]
     metrics: NodeMetrics
+    downloads: trio.Semaphore = field(default_factory=lambda: trio.Semaphore(MAX_DOWNLOADS))
+    """Output downloads in progress (each holds up to MAX_DOWNLOAD_BYTES in memory)."""
 
     @property
     def host(self) -> ConsensusHost:

@@ -176,28 +176,32 @@ class OutputStore:
                 removed += 1
         return removed
 
-    def save(self, job_id: bytes, output: np.ndarray, tree: RowTree) -> None:
+    def write(self, job_id: bytes, output: np.ndarray) -> None:
+        """Store a job's output durably (up to hundreds of MiB and an fsync: callers run it
+        off the trio loop)."""
         atomic_write(self.path(job_id), encode_array(output))
-        self._remember(job_id, tree)
 
-    def _remember(self, job_id: bytes, tree: RowTree) -> None:
+    def remember(self, job_id: bytes, tree: RowTree) -> None:
         self._trees[job_id] = tree
         self._trees.move_to_end(job_id)
         while len(self._trees) > TREE_CACHE:
             self._trees.popitem(last=False)
 
-    def tree(self, job_id: bytes, spec: JobSpec) -> RowTree | None:
-        """The job's commitment tree, rebuilt from disk after a restart; None if absent."""
-        if job_id in self._trees:
+    def cached_tree(self, job_id: bytes) -> RowTree | None:
+        tree = self._trees.get(job_id)
+        if tree is not None:
             self._trees.move_to_end(job_id)
-            return self._trees[job_id]
+        return tree
+
+    def load_tree(self, job_id: bytes, spec: JobSpec) -> RowTree | None:
+        """The job's commitment tree rebuilt from its file (None if absent): reads and
+        hashes the whole output, so callers run it off the trio loop; the cache is not
+        touched (it belongs to the loop's thread)."""
         try:
             output = decode_array(self.path(job_id).read_bytes())
         except FileNotFoundError:
             return None
-        tree = commit_output(spec, output)
-        self._remember(job_id, tree)
-        return tree
+        return commit_output(spec, output)
 
 
 def corrupt(output: np.ndarray) -> np.ndarray:
@@ -218,6 +222,7 @@ class ProviderWorker:
     working: set[bytes] = field(default_factory=set)
     committed_at: dict[bytes, int] = field(default_factory=dict)
     registered_at: int = -1
+    rebuilding: trio.Lock = field(default_factory=trio.Lock)
 
     def install(self) -> None:
         self.net.set_handler(openings_protocol(self.host.chain_id), self.serve_openings,
@@ -306,12 +311,13 @@ class ProviderWorker:
                 log.warning("fault=silent: ignoring job %s", job.id.hex()[:16])
                 self.committed_at[job.id] = self.host.height + 10**9
                 return
-            tree = self.outputs.tree(job.id, job.spec)
+            tree = await self.tree(job.id, job.spec)
             if tree is None:
                 log.info("computing job %s: %s %s", job.id.hex()[:16], job.spec.kernel,
                          list(job.spec.dims))
                 output, tree = await trio.to_thread.run_sync(self._run, job.spec, backend)
-                self.outputs.save(job.id, output, tree)
+                await trio.to_thread.run_sync(self.outputs.write, job.id, output)
+                self.outputs.remember(job.id, tree)
             if await self.sender.send(CommitResult(job.id, tree.root)) is not None:
                 log.info("committed job %s root %s", job.id.hex()[:16], tree.root.hex()[:16])
             self.committed_at[job.id] = self.host.height
@@ -321,6 +327,21 @@ class ProviderWorker:
             self.committed_at[job.id] = self.host.height
         finally:
             self.working.discard(job.id)
+
+    async def tree(self, job_id: bytes, spec: JobSpec) -> RowTree | None:
+        """A job's commitment tree: from the cache, or rebuilt from disk on a worker thread,
+        one rebuild at a time. A peer asking for the openings of many old jobs in turn
+        costs one thread's time, not the loop's (consensus, gossip and the API go on)."""
+        tree = self.outputs.cached_tree(job_id)
+        if tree is not None:
+            return tree
+        async with self.rebuilding:
+            tree = self.outputs.cached_tree(job_id)  # rebuilt while we waited?
+            if tree is None:
+                tree = await trio.to_thread.run_sync(self.outputs.load_tree, job_id, spec)
+                if tree is not None:
+                    self.outputs.remember(job_id, tree)
+        return tree
 
     def _run(self, spec: JobSpec, backend) -> tuple[np.ndarray, RowTree]:
         output = run_job(spec.kernel, spec.dims, spec.seed, backend)
@@ -340,7 +361,7 @@ class ProviderWorker:
             raise RequestRejected(f"row {rows[-1]} is outside the output")
         if len(rows) > rows_per_request(job.spec):
             raise RequestRejected(f"at most {rows_per_request(job.spec)} rows per request")
-        tree = self.outputs.tree(job_id, job.spec)
+        tree = await self.tree(job_id, job.spec)
         if tree is None:
             raise RequestRejected("no output for this job")
         openings = tree.open(rows)
@@ -404,13 +425,14 @@ async def download_output(net: Network, chain_id: str, endpoint: str, job: Job) 
     for start in range(0, spec.output_rows, step):
         rows = list(range(start, min(start + step, spec.output_rows)))
         openings = await _fetch_with_retries(net, chain_id, endpoint, job, rows)
-        try:
-            parts.append(check_download(spec, job.root, openings, start))
+        try:  # up to 6 MiB of rows and their proofs: hashed off the loop
+            parts.append(await trio.to_thread.run_sync(check_download, spec, job.root,
+                                                       openings, start))
         except ValueError as exc:
             raise NodeError(f"provider sent a bad output: {exc}") from None
         if len(openings) != len(rows):
             raise NodeError(f"provider sent {len(openings)} rows, asked for {len(rows)}")
-    return np.concatenate(parts)
+    return await trio.to_thread.run_sync(np.concatenate, parts)
 
 
 # --- validator verification duty ------------------------------------------------------------

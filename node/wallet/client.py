@@ -164,6 +164,8 @@ class NodeClient:
         if response.status_code == 502:
             raise ProviderUnavailable(f"node {self.url} could not fetch the output from the "
                                       f"job's provider: {message}; try again later")
+        if response.status_code == 503:
+            raise WalletError(f"node {self.url} is busy: {message} (or ask another node)")
         raise self._unexpected(response, body)
 
     def broadcast(self, raw: bytes, wait: bool) -> dict[str, Any]:

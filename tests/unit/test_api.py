@@ -64,10 +64,10 @@ class ApiNode:
 
 
 @contextlib.asynccontextmanager
-async def api_node(tmp: Path, label: str = "api",
-                   mempool: MempoolConfig | None = None) -> AsyncIterator[ApiNode]:
-    net = make_net(DEV_VALIDATORS, label=label)
-    chain = Chain(net)
+async def api_node(tmp: Path, label: str = "api", mempool: MempoolConfig | None = None,
+                   chain: Chain | None = None) -> AsyncIterator[ApiNode]:
+    chain = chain or Chain(make_net(DEV_VALIDATORS, label=label))
+    net = chain.net
     with BlockStore.open(tmp / f"{label}-chain") as store:
         store.init_genesis(net.genesis.hash(), net.genesis.initial_state())
         p2p = P2PNode(sha256(label.encode()), "/ip4/127.0.0.1/tcp/0")
@@ -365,6 +365,36 @@ def test_a_full_mempool_answers_503_and_refuses_a_batch_before_verifying_it(
     async def main() -> None:
         async with api_node(tmp_path, mempool=MempoolConfig(max_txs=4)) as node:
             await check(node)
+
+    trio.run(main)
+
+
+def test_output_downloads_are_bounded_and_a_failed_one_gives_its_slot_back(
+        tmp_path: Path) -> None:
+    """Each download holds a whole output in memory: past MAX_DOWNLOADS at once the node
+    answers 503 busy at once; a download that fails (the provider's endpoint is closed
+    here) gives its slot back."""
+    from node.api.routing import MAX_DOWNLOADS
+    from tests.unit.market_helpers import MarketChain, make_market_net
+
+    async def main() -> None:
+        chain = MarketChain(make_market_net(label="api-output"))
+        async with api_node(tmp_path, chain=chain) as node:
+            provider, buyer = chain.providers[0], chain.buyers[0]
+            await node.commit_block([chain.register(provider)])
+            submit = chain.submit(buyer)
+            await node.commit_block([submit])
+            job = sha256(submit).hex()
+            await node.commit_block([chain.commit_result(provider, sha256(submit))])
+            assert (await node.get(f"/jobs/{job}")).json()["status"] == "committed"
+            downloads = node.app.state.api.downloads
+            for _ in range(MAX_DOWNLOADS):
+                downloads.acquire_nowait()
+            body = assert_error(await node.get(f"/jobs/{job}/output"), 503, "busy")
+            assert f"{MAX_DOWNLOADS} output downloads" in body["message"]
+            downloads.release()
+            assert_error(await node.get(f"/jobs/{job}/output"), 502, "provider_unavailable")
+            assert downloads.value == 1
 
     trio.run(main)
 

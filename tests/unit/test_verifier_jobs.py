@@ -94,13 +94,55 @@ def test_output_store_saves_atomically_rebuilds_trees_and_prunes(tmp_path) -> No
     output = run_job(spec.kernel, spec.dims, spec.seed)
     tree = commit_output(spec, output)
     store = OutputStore(tmp_path / "outputs")
-    store.save(JOB_ID, output, tree)
+    store.write(JOB_ID, output)
+    store.remember(JOB_ID, tree)
+    assert store.cached_tree(JOB_ID) is tree
     assert [p.name for p in (tmp_path / "outputs").iterdir()] == [f"{JOB_ID.hex()}.jva"]
     fresh = OutputStore(tmp_path / "outputs")  # after a restart: rebuilt from the file
-    assert fresh.tree(JOB_ID, spec).root == tree.root
-    assert fresh.tree(b"\x0b" * 32, spec) is None
+    assert fresh.cached_tree(JOB_ID) is None
+    assert fresh.load_tree(JOB_ID, spec).root == tree.root
+    assert fresh.load_tree(b"\x0b" * 32, spec) is None
     assert fresh.prune(lambda job_id: job_id != JOB_ID) == 1
-    assert fresh.tree(JOB_ID, spec) is None and not list((tmp_path / "outputs").iterdir())
+    assert fresh.load_tree(JOB_ID, spec) is None and not list((tmp_path / "outputs").iterdir())
+
+
+def test_a_provider_rebuilds_a_tree_off_the_loop_once_for_concurrent_requests(tmp_path) -> None:
+    """After a restart (or for a job out of the 16 cached), the openings server rebuilds
+    the tree from disk: on a worker thread, so the loop goes on, and once however many
+    peers ask for that job at the same time."""
+    import threading
+
+    import trio
+
+    from node.runtime.market import OutputStore, ProviderWorker
+
+    spec = SPECS[0]
+    output = run_job(spec.kernel, spec.dims, spec.seed)
+    OutputStore(tmp_path / "outputs").write(JOB_ID, output)
+    loads: list[int] = []
+
+    class CountingStore(OutputStore):
+        def load_tree(self, job_id, spec):
+            loads.append(threading.get_ident())
+            return super().load_tree(job_id, spec)
+
+    store = CountingStore(tmp_path / "outputs")
+    worker = ProviderWorker(None, None, None, None, store, "")
+    roots = []
+
+    async def ask() -> None:
+        roots.append((await worker.tree(JOB_ID, spec)).root)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(ask)
+        assert await worker.tree(b"\x0b" * 32, spec) is None
+
+    trio.run(main)
+    assert roots == [commit_output(spec, output).root] * 3
+    assert len(loads) == 2  # the job once, the missing one once
+    assert threading.get_ident() not in loads
 
 
 @pytest.mark.parametrize("spec, name", [
