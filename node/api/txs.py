@@ -184,9 +184,10 @@ async def submit_batch(api: Api, items: object) -> Response:
                 for index, exc in refused]
     await gossip(api, accepted)
     if not accepted and all(exc.code in BUSY for _, exc in refused):
-        raise ApiError(503, "mempool_full", f"none of the {len(raws)} transactions was "
-                                            "admitted: the mempool is full; retry later",
-                       accepted=0, rejected=rejected)
+        code = ("queue_full" if all(exc.code == "queue_full" for _, exc in refused)
+                else "mempool_full")
+        raise ApiError(503, code, f"none of the {len(raws)} transactions was admitted: "
+                                  f"{refused[0][1].reason}", accepted=0, rejected=rejected)
     if not accepted:
         raise ApiError(422, "all_rejected", f"none of the {len(raws)} transactions was "
                                             "admitted; see `rejected`", accepted=0,
@@ -229,12 +230,12 @@ OPERATIONS = (
                422: Reply("the tx was refused, with the mempool's code: malformed, "
                           "too_large, wrong_chain_id, bad_tx_signature, fee_too_low, "
                           "unknown_sender, nonce_reused, nonce_too_far, nonce_pending, "
-                          "cannot_pay_fees, duplicate, …; a batch none of which was "
+                          "cannot_pay, duplicate, …; a batch none of which was "
                           "admitted: all_rejected, with `rejected` as in a 202"),
-               503: Reply("mempool_full: this node's mempool is full (a batch: every tx was "
-                          "refused so, `rejected` as in a 202); queue_full: too many txs "
-                          "already wait for a missing nonce; retry later, or send the "
-                          "missing nonce first")},
+               503: Reply("mempool_full: this node's mempool is full; queue_full: too many "
+                          "txs already wait for a missing nonce (send it first); a batch "
+                          "gets one of them when every tx was refused so (`rejected` as in "
+                          "a 202); retry later")},
               body=SUBMIT_BODY, tag="txs",
               description="A single tx with `wait: true` answers when it is committed (200), "
                           "or after 60 s with 202 pending. A batch never waits."),

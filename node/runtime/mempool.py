@@ -3,34 +3,38 @@
 Admission checks what can be checked without executing: size, decoding, chain id, the
 signature (once, through the shared SigCache), fee, the nonce against the sender's
 committed account (not reused, at most MAX_NONCE_AHEAD ahead) and that the sender's
-committed balance pays the fees of all its pending txs. Everything else (amounts, stake)
-is settled when a proposer selects transactions with `select_txs`. Each rejection says why.
+committed balance pays the fees and amounts (`cost`) of all its pending txs. Everything
+else is settled when a proposer selects transactions with `select_txs`, and after each
+block, when every sender's next tx that is new is dry-run (`_check_heads`). Each
+rejection says why.
 
-A tx is *ready* when its nonce continues the sender's committed nonce through pending txs
-with no gap; otherwise it is *queued*, waiting for a missing nonce. Queued txs never
-execute and so never pay, so admission bounds them apart (a quarter of the capacity; a
-discard that queues a sender's later txs again may pass it) and they give way: a ready tx
-that finds the mempool full evicts the newest queued ones. Every tx leaves after
-`ttl_blocks` blocks in the pool (e.g. one a proposer could not fit, or that cannot pay its
-amount, on a node that never proposes). Without these, a spammer could fill every node's
-mempool with gapped nonces for free and stop admission network-wide.
+A tx the chain drops rather than executes pays nothing, so the bounds keep such txs from
+holding space: a tx is *ready* when its nonce continues the sender's committed nonce
+through pending txs with no gap, otherwise *queued* (waiting for a missing nonce).
+Admission holds queued txs to MAX_QUEUED_PER_SENDER per sender and a quarter of the
+capacity in all (a drop that queues a sender's later txs again may pass these); a ready
+tx that finds the mempool full evicts the oldest queued ones. Every tx leaves after
+`ttl_blocks` blocks in the pool. docs/node.md says what remains open.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from consensus.builder import select_txs
 from consensus.errors import BadTxSignature, DecodeError, InvalidTx
 from consensus.hashing import sha256
 from consensus.params import ChainParams
 from consensus.sigcache import SigCache
 from consensus.state import State
 from consensus.transition import BAD_SIGNATURE, check_chain_id, check_tx_signature
-from consensus.tx import Tx
+from consensus.tx import RegisterProvider, Stake, SubmitJob, Transfer, Tx
 from node.config import MempoolConfig
 
 MAX_NONCE_AHEAD = 256
+MAX_QUEUED_PER_SENDER = 64
 BUSY = frozenset({"mempool_full", "queue_full"})  # codes a client should retry later
 
 
@@ -50,6 +54,21 @@ class Entry:
     height: int  # the chain height when it was admitted (for ttl_blocks)
 
 
+def cost(tx: Tx) -> int:
+    """What the tx takes from its sender's balance if it applies: the fee plus the amount
+    it moves, bonds or escrows (negative amounts, which never apply, count as 0)."""
+    body = tx.body
+    if isinstance(body, Transfer | Stake):
+        moved = body.amount
+    elif isinstance(body, RegisterProvider):
+        moved = body.stake
+    elif isinstance(body, SubmitJob):
+        moved = body.max_price * body.spec.units if not body.spec.problem() else 0
+    else:
+        moved = 0
+    return tx.fee + max(0, moved)
+
+
 class Mempool:
     def __init__(self, params: ChainParams, chain_id: str, cache: SigCache,
                  max_txs: int = MempoolConfig.max_txs, max_bytes: int = MempoolConfig.max_bytes,
@@ -60,8 +79,10 @@ class Mempool:
         self._by_hash: dict[bytes, Entry] = {}
         self._by_sender: OrderedDict[bytes, dict[int, Entry]] = OrderedDict()
         self._ready_end: dict[bytes, int] = {}  # per sender: first nonce not ready
-        self._fees: dict[bytes, int] = {}  # per sender: fees of its pending txs
-        self._queued: dict[bytes, Entry] = {}  # not ready, in arrival order
+        self._costs: dict[bytes, int] = {}  # per sender: cost() of its pending txs
+        self._queued: OrderedDict[bytes, Entry] = OrderedDict()  # not ready, oldest first
+        self._queued_by: dict[bytes, int] = {}  # per sender: how many of its txs are queued
+        self._unchecked: dict[bytes, None] = {}  # senders whose first tx to apply is new
         self._by_height: dict[int, dict[bytes, None]] = {}  # admission height -> hashes
         self._bytes = 0
 
@@ -121,39 +142,65 @@ class Mempool:
                                 "this sender is already pending")
         ready_end = max(self._ready_end.get(sender, committed), committed)
         ready = tx.nonce == ready_end
+        if not ready and self._queued_by.get(sender, 0) >= MAX_QUEUED_PER_SENDER:
+            raise MempoolReject("queue_full", f"this sender already has "
+                                f"{MAX_QUEUED_PER_SENDER} txs waiting for its missing nonce "
+                                f"{ready_end}; submit that one first")
         if not ready and len(self._queued) >= self.max_queued:
             raise MempoolReject("queue_full", f"{len(self._queued)} txs already wait for a "
                                 f"missing nonce; submit this sender's nonce {ready_end} first "
                                 "(or retry later)")
-        self._make_room(len(raw), ready)
+        self._make_room(len(raw), ready, sender, tx.nonce)
         entry = Entry(tx_hash, raw, tx, state.height)
         queue = self._by_sender.setdefault(sender, queue)
         queue[tx.nonce] = entry
         self._by_hash[tx_hash] = entry
         self._bytes += len(raw)
-        self._fees[sender] = self._fees.get(sender, 0) + tx.fee
+        self._costs[sender] = self._costs.get(sender, 0) + cost(tx)
         self._by_height.setdefault(entry.height, {})[tx_hash] = None
         if ready:
+            if tx.nonce == committed:
+                self._unchecked[sender] = None
             self._promote(sender, queue, tx.nonce)
         else:
             self._ready_end[sender] = ready_end
-            self._queued[tx_hash] = entry
+            self._enqueue(entry)
         return tx_hash
+
+    def _enqueue(self, entry: Entry) -> None:
+        self._queued[entry.tx_hash] = entry
+        sender = entry.tx.sender
+        self._queued_by[sender] = self._queued_by.get(sender, 0) + 1
+
+    def _dequeue(self, entry: Entry) -> None:
+        if self._queued.pop(entry.tx_hash, None) is not None:
+            sender = entry.tx.sender
+            left = self._queued_by.pop(sender) - 1
+            if left:
+                self._queued_by[sender] = left
 
     def full_error(self) -> MempoolReject:
         return MempoolReject("mempool_full", f"mempool is full ({len(self._by_hash)} txs, "
                              f"{self._bytes} bytes); retry later")
 
-    def _make_room(self, size: int, ready: bool) -> None:
-        """Evict the newest queued txs so that one more tx of `size` bytes fits, if it is
-        ready; refuse it (evicting nothing) when that cannot be done."""
+    def _make_room(self, size: int, ready: bool, sender: bytes, nonce: int) -> None:
+        """Evict the oldest queued txs (the longest wait for a missing nonce: an honest
+        reordering fills its gap within seconds) so that one more tx of `size` bytes fits,
+        if it is ready; the txs it would make ready itself go last. Refuse it (evicting
+        nothing) when that cannot be done."""
         count, total = len(self._by_hash) + 1, self._bytes + size
         if count <= self.max_txs and total <= self.max_bytes:
             return
         if not ready:
             raise self.full_error()
+
+        def own(entry: Entry) -> bool:
+            return entry.tx.sender == sender and entry.tx.nonce > nonce
+
         victims = []
-        for entry in reversed(self._queued.values()):
+        order = itertools.chain((e for e in self._queued.values() if not own(e)),
+                                (e for e in self._queued.values() if own(e)))
+        for entry in order:
             victims.append(entry.tx_hash)
             count, total = count - 1, total - len(entry.raw)
             if count <= self.max_txs and total <= self.max_bytes:
@@ -167,7 +214,7 @@ class Mempool:
         """`nonce` continues the sender's ready run: it and the queued txs it joins to
         the run become ready."""
         while nonce in queue:
-            self._queued.pop(queue[nonce].tx_hash, None)
+            self._dequeue(queue[nonce])
             nonce += 1
         self._ready_end[sender] = nonce
 
@@ -187,12 +234,12 @@ class Mempool:
         if tx.nonce > account.nonce + MAX_NONCE_AHEAD:
             raise MempoolReject("nonce_too_far", f"nonce {tx.nonce} is more than "
                                 f"{MAX_NONCE_AHEAD} ahead of the account nonce {account.nonce}")
-        fees = self._fees.get(tx.sender, 0) + tx.fee
-        if fees > account.balance:
-            raise MempoolReject("cannot_pay_fees", f"balance {account.balance} cannot pay "
-                                f"the fees of this tx and the sender's "
+        total = self._costs.get(tx.sender, 0) + cost(tx)
+        if total > account.balance:
+            raise MempoolReject("cannot_pay", f"balance {account.balance} cannot pay the "
+                                f"amounts and fees of this tx and the sender's "
                                 f"{len(self._by_sender.get(tx.sender, ()))} pending ones "
-                                f"({fees})")
+                                f"({total})")
         return account.nonce
 
     def reap(self, state: State, max_txs: int) -> list[bytes]:
@@ -215,7 +262,9 @@ class Mempool:
         (it held the nonce they waited for) are ready now."""
         for tx_hash in committed:
             self._remove(tx_hash, demote=False)
-        for sender in list(self._by_sender):
+        # only the accounts the block wrote can have a new nonce
+        for sender in sorted(a for a in state.touched if a in self._by_sender):
+            self._unchecked[sender] = None  # a new nonce or balance: its next tx may not apply
             account = state.get_account(sender)
             if account is None:
                 continue
@@ -226,6 +275,28 @@ class Mempool:
                 self._promote(sender, queue, max(self._ready_end.get(sender, 0),
                                                  account.nonce))
         self._expire(state.height - self.ttl_blocks)
+        self._check_heads(state)
+
+    def _check_heads(self, state: State) -> None:
+        """Dry-run, on one copy of `state`, each sender's next tx where it is new (admitted
+        since the last block, or the sender's account changed) and drop those that would
+        not apply: a proposer would drop them unpaid, and until then they and the txs
+        behind them hold mempool space for free (on a node that never proposes, until
+        their ttl). The txs behind a dropped one wait for its nonce again (queued)."""
+        heads = []
+        for sender in self._unchecked:
+            queue = self._by_sender.get(sender)
+            account = state.get_account(sender)
+            if queue and account is not None and account.nonce in queue:
+                heads.append(queue[account.nonce])
+        self._unchecked.clear()
+        if not heads:
+            return
+        chosen, rejected = select_txs(state, [e.raw for e in heads], self.params, self.cache)
+        for entry in heads[len(chosen) + len(rejected):]:  # past one block's limits: next time
+            self._unchecked[entry.tx.sender] = None
+        for index, _ in rejected:
+            self._remove(heads[index].tx_hash)
 
     def _expire(self, height: int) -> None:
         """Drop every tx admitted at `height` or before (one bucket per height that
@@ -276,15 +347,15 @@ class Mempool:
             return
         tx = entry.tx
         self._bytes -= len(entry.raw)
-        fees = self._fees.pop(tx.sender, 0) - tx.fee
-        if fees:
-            self._fees[tx.sender] = fees
+        left = self._costs.pop(tx.sender, 0) - cost(tx)
+        if left:
+            self._costs[tx.sender] = left
         bucket = self._by_height.get(entry.height)
         if bucket is not None:
             bucket.pop(tx_hash, None)
             if not bucket:
                 del self._by_height[entry.height]
-        self._queued.pop(tx_hash, None)
+        self._dequeue(entry)
         queue = self._by_sender.get(tx.sender)
         if queue is None:
             return
@@ -292,13 +363,13 @@ class Mempool:
         if not queue:
             del self._by_sender[tx.sender]
             self._ready_end.pop(tx.sender, None)
-            self._fees.pop(tx.sender, None)
+            self._costs.pop(tx.sender, None)
             return
         ready_end = self._ready_end.get(tx.sender, 0)
         if demote and tx.nonce < ready_end:
             for nonce in range(tx.nonce + 1, ready_end):
                 if nonce in queue:
-                    self._queued[queue[nonce].tx_hash] = queue[nonce]
+                    self._enqueue(queue[nonce])
             self._ready_end[tx.sender] = tx.nonce
 
 

@@ -183,3 +183,34 @@ def test_block_writes_run_off_the_loop_and_next_height_gossip_waits_for_them(
                 host.close()
 
     trio.run(main)
+
+
+def test_a_proposal_reaps_again_past_txs_that_do_not_apply(tmp_path: Path,
+                                                           monkeypatch) -> None:
+    """With room for 4 txs, alice's 4 come first but only her first applies (the second
+    unstakes what she never bonded; the others wait for its nonce). They are dropped and
+    the proposer reaps again, so bob's txs fill the block instead of leaving it empty."""
+    from consensus.tx import Unstake, make_tx
+    from node.runtime import host as host_module
+
+    monkeypatch.setattr(host_module, "MAX_PROPOSAL_TXS", 4)
+    net = make_net((DEV_STAKE,), label="reap")
+    chain = Chain(net)
+    alice, bob = net.user_keys[:2]
+    fee = chain.params.min_fee
+    alices = [chain.transfer(alice, addr(bob), 1, nonce=0).encode(),
+              make_tx(alice, net.chain_id, Unstake(10**12), 1, fee).encode(),
+              *(chain.transfer(alice, addr(bob), 1, nonce=n).encode() for n in (2, 3))]
+    bobs = [chain.transfer(bob, addr(alice), 1, nonce=n).encode() for n in (0, 1)]
+    with BlockStore.open(tmp_path / "chain") as store:
+        store.init_genesis(net.genesis.hash(), net.genesis.initial_state())
+        host = ConsensusHost(store, P2PNode(sha256(b"reap"), "/ip4/127.0.0.1/tcp/0"),
+                             net.validator_keys[0], None, tmp_path / "wal", TimeoutConfig())
+        try:
+            for raw in alices + bobs:
+                host.mempool.add(raw, host.state)
+            block = host._build_block().block
+        finally:
+            host.close()
+    assert list(block.txs) == [alices[0], *bobs]
+    assert len(host.mempool) == 3  # alice's three that did not apply are dropped

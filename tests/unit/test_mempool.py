@@ -4,8 +4,9 @@ import pytest
 
 from consensus.hashing import sha256
 from consensus.sigcache import SigCache
-from node.runtime.mempool import MAX_NONCE_AHEAD, Mempool, MempoolReject
-from tests.unit.helpers import Chain, addr, flip_byte, make_net
+from consensus.tx import Stake, Unstake, make_transfer, make_tx
+from node.runtime.mempool import MAX_NONCE_AHEAD, MAX_QUEUED_PER_SENDER, Mempool, MempoolReject
+from tests.unit.helpers import USER_BALANCE, Chain, addr, flip_byte, make_net
 
 
 def _forged(raw: bytes) -> bytes:
@@ -128,11 +129,11 @@ def test_queued_txs_are_bounded_and_ready_ones_evict_them_when_full() -> None:
     assert _codes_of(pool, chain.state, ready) == ["ok"] * 6
     assert len(pool) == 8 and pool.queued == 2
     carol_txs = [chain.transfer(carol, to, 1, nonce=n).encode() for n in range(3)]
-    assert _codes_of(pool, chain.state, [carol_txs[0]]) == ["ok"]  # evicts alice's nonce 6
-    assert sha256(gapped[1]) not in pool and sha256(gapped[0]) in pool
+    assert _codes_of(pool, chain.state, [carol_txs[0]]) == ["ok"]  # evicts the oldest: 5
+    assert sha256(gapped[0]) not in pool and sha256(gapped[1]) in pool
     late_gap = chain.transfer(carol, to, 1, nonce=9).encode()
     assert _codes_of(pool, chain.state, [late_gap]) == ["mempool_full"]  # queued: no room
-    assert _codes_of(pool, chain.state, [carol_txs[1]]) == ["ok"]  # evicts alice's nonce 5
+    assert _codes_of(pool, chain.state, [carol_txs[1]]) == ["ok"]  # evicts alice's nonce 6
     assert len(pool) == 8 and pool.queued == 0 and pool.saturated()
     assert _codes_of(pool, chain.state, [carol_txs[2]]) == ["mempool_full"]
     assert pool.reap(chain.state, 100) == ready + carol_txs[:2]
@@ -156,15 +157,30 @@ def test_a_filled_gap_makes_queued_txs_ready_and_a_removed_tx_queues_its_success
     assert len(pool) == 1 and pool.queued == 0 and pool.reap(chain.state, 10) == [txs[3]]
 
 
-def test_the_committed_balance_must_pay_the_fees_of_all_pending_txs() -> None:
+def test_the_committed_balance_must_pay_everything_pending() -> None:
+    """Fees and the amounts moved, bonded or escrowed, summed over the sender's pending
+    txs: a tx that could not pay would be dropped by proposers unpaid, so admitting it
+    would let anyone hold mempool space for free."""
     fee = 100
     chain = Chain(make_net(balances=(3 * fee + 50, 10**9), label="mempool-fees"))
     pool = Mempool(chain.params, chain.state.chain_id, SigCache())
     poor, rich = chain.net.user_keys
     txs = [chain.transfer(poor, addr(rich), 0, nonce=n, fee=fee).encode() for n in range(4)]
-    assert _codes_of(pool, chain.state, txs) == ["ok", "ok", "ok", "cannot_pay_fees"]
+    assert _codes_of(pool, chain.state, txs) == ["ok", "ok", "ok", "cannot_pay"]
     pool.discard([txs[2]])
     assert _codes_of(pool, chain.state, [txs[3]]) == ["ok"]  # queued behind 2, but paid for
+    chain, fresh = setup()
+    alice, bob = chain.net.user_keys[:2]
+    big = [make_transfer(alice, chain.state.chain_id, addr(bob), USER_BALANCE // 2, n, fee)
+           for n in range(3)]
+    stake = make_tx(alice, chain.state.chain_id, Stake(USER_BALANCE), 1, fee)
+    assert _codes_of(fresh, chain.state, [t.encode() for t in [*big, stake]]) == [
+        "ok", "cannot_pay", "cannot_pay", "cannot_pay"]
+    # a negative amount never applies: it counts as 0, not as credit for later txs
+    negative = make_transfer(alice, chain.state.chain_id, addr(bob), -10**12, 1, fee)
+    unstake = make_tx(alice, chain.state.chain_id, Unstake(10**12), 2, fee)  # moves nothing
+    assert _codes_of(fresh, chain.state, [negative.encode(), unstake.encode(),
+                                          big[1].encode()]) == ["ok", "ok", "cannot_pay"]
 
 
 def test_txs_leave_after_ttl_blocks() -> None:
@@ -214,6 +230,7 @@ def test_bookkeeping_matches_a_recount_through_random_operations() -> None:
                 ready.append(mine.pop(nonce))
                 nonce += 1
             queued += len(mine)
+            assert pool._queued_by.get(addr(k), 0) == len(mine)  # the per-sender cap's count
         return queued, size, ready
 
     for _ in range(400):
@@ -231,3 +248,45 @@ def test_bookkeeping_matches_a_recount_through_random_operations() -> None:
         assert (pool.queued, pool.size_bytes) == (queued, size)
         assert sorted(pool.reap(chain.state, 100)) == sorted(ready)
         assert len(pool) <= 12  # (queued may pass its cap when a discard queues txs again)
+
+
+def test_one_sender_queues_at_most_its_share_and_a_ready_tx_spares_its_own_successors(
+        ) -> None:
+    chain, pool = setup(max_txs=100_000)
+    alice, bob, carol = chain.net.user_keys
+    gapped = [chain.transfer(alice, addr(bob), 1, nonce=n).encode()
+              for n in range(1, MAX_QUEUED_PER_SENDER + 2)]
+    assert _codes_of(pool, chain.state, gapped) == ["ok"] * MAX_QUEUED_PER_SENDER + [
+        "queue_full"]
+    assert _codes_of(pool, chain.state, [chain.transfer(bob, addr(alice), 1, nonce=1).encode()]
+                     ) == ["ok"]  # another sender still may
+    chain, pool = setup(max_txs=8)
+    own_next = chain.transfer(alice, addr(bob), 1, nonce=1).encode()
+    other = chain.transfer(carol, addr(bob), 1, nonce=5).encode()
+    ready = [chain.transfer(bob, addr(carol), 1, nonce=n).encode() for n in range(6)]
+    assert _codes_of(pool, chain.state, [own_next, other, *ready]) == ["ok"] * 8
+    head = chain.transfer(alice, addr(bob), 1, nonce=0).encode()
+    assert _codes_of(pool, chain.state, [head]) == ["ok"]  # evicts carol's, not its own next
+    assert sha256(other) not in pool and pool.queued == 0
+    assert pool.reap(chain.state, 100) == [head, own_next, *ready]  # alice came first
+
+
+def test_after_each_block_a_new_first_tx_that_would_not_apply_is_dropped() -> None:
+    """Unstaking more than is bonded pays its fee from the balance, so admission takes it;
+    it would never apply. After the next block (on every node, proposer or not) it is
+    dropped and the sender's txs behind it wait for its nonce again."""
+    chain, pool = setup()
+    alice, bob = chain.net.user_keys[:2]
+    fee = chain.params.min_fee
+    doomed = make_tx(alice, chain.state.chain_id, Unstake(10**12), 0, fee).encode()
+    behind = [chain.transfer(alice, addr(bob), 1, nonce=n).encode() for n in (1, 2)]
+    fine = [chain.transfer(bob, addr(alice), 1, nonce=n).encode() for n in (0, 1)]
+    assert _codes_of(pool, chain.state, [doomed, *behind, *fine]) == ["ok"] * 5
+    assert pool.queued == 0
+    chain.advance()
+    pool.update(chain.state, [])
+    assert sha256(doomed) not in pool and pool.queued == 2
+    assert pool.reap(chain.state, 10) == fine
+    chain.advance(fine[:1])  # bob's next tx is checked in turn, and applies: kept
+    pool.update(chain.state, [sha256(fine[0])])
+    assert len(pool) == 3 and pool.reap(chain.state, 10) == fine[1:]
