@@ -52,6 +52,7 @@ class Entry:
     raw: bytes
     tx: Tx
     height: int  # the chain height when it was admitted (for ttl_blocks)
+    cost: int  # cost(tx)
 
 
 def cost(tx: Tx) -> int:
@@ -151,12 +152,12 @@ class Mempool:
                                 f"missing nonce; submit this sender's nonce {ready_end} first "
                                 "(or retry later)")
         self._make_room(len(raw), ready, sender, tx.nonce)
-        entry = Entry(tx_hash, raw, tx, state.height)
+        entry = Entry(tx_hash, raw, tx, state.height, cost(tx))
         queue = self._by_sender.setdefault(sender, queue)
         queue[tx.nonce] = entry
         self._by_hash[tx_hash] = entry
         self._bytes += len(raw)
-        self._costs[sender] = self._costs.get(sender, 0) + cost(tx)
+        self._costs[sender] = self._costs.get(sender, 0) + entry.cost
         self._by_height.setdefault(entry.height, {})[tx_hash] = None
         if ready:
             if tx.nonce == committed:
@@ -347,7 +348,7 @@ class Mempool:
             return
         tx = entry.tx
         self._bytes -= len(entry.raw)
-        left = self._costs.pop(tx.sender, 0) - cost(tx)
+        left = self._costs.pop(tx.sender, 0) - entry.cost
         if left:
             self._costs[tx.sender] = left
         bucket = self._by_height.get(entry.height)
