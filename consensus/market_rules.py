@@ -14,6 +14,7 @@ when the provider committed. Assignment ties are broken with the previous block'
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import replace
 
 from consensus.errors import (
@@ -406,17 +407,59 @@ def choose_provider(market: Market, job: Job, tie_seed: bytes,
                                           sha256(ASSIGN_DOMAIN + tie_seed + job.id + p.address)))
 
 
+class Availability:
+    """Per kernel, the providers that could take a job right now (capacity left, enough
+    stake) as a list sorted by price with the running minimum of their carbon, so whether
+    *any* of them is eligible for a job is one binary search. `may_take(job)` is False
+    only when `choose_provider` would find no candidate (so skipping those jobs changes
+    nothing), and True otherwise. Without it every queued job scans every provider every
+    block, and jobs no provider can take (cheap to queue: their escrow is refunded at
+    expiry) would make blocks take seconds to apply."""
+
+    def __init__(self, market: Market, params: ChainParams) -> None:
+        self.market, self.params = market, params
+        self._kernels: dict[str, tuple[list[int], list[int]]] = {}
+
+    def _index(self, kernel: str) -> tuple[list[int], list[int]]:
+        index = self._kernels.get(kernel)
+        if index is None:
+            offers = sorted((p.price, p.carbon) for p in self.market.providers.values()
+                            if kernel in p.kernels and p.active_jobs < p.capacity
+                            and p.stake >= self.params.min_provider_stake)
+            lowest, carbon = [], MAX_CARBON + 1
+            for _, c in offers:
+                carbon = min(carbon, c)
+                lowest.append(carbon)
+            index = self._kernels[kernel] = ([price for price, _ in offers], lowest)
+        return index
+
+    def may_take(self, job: Job) -> bool:
+        prices, lowest_carbon = self._index(job.spec.kernel)
+        cheap_enough = bisect.bisect_right(prices, job.max_price)
+        return cheap_enough > 0 and (job.carbon_max == 0
+                                     or lowest_carbon[cheap_enough - 1] <= job.carbon_max)
+
+    def took_job(self, provider: Provider) -> None:
+        """`provider` (as it was before) was given one more job."""
+        if provider.active_jobs + 1 >= provider.capacity:  # it is full now: not available
+            for kernel in provider.kernels:
+                self._kernels.pop(kernel, None)
+
+
 def assign_jobs(state: State, height: int, time_ms: int, params: ChainParams) -> None:
     market = state.market
     if not market.queue:
         return
     waiting = []
+    available = Availability(market, params)
     for job_id in market.queue:
         job = market.jobs[job_id]
-        provider = choose_provider(market, job, state.last_block_hash, params)
+        provider = (choose_provider(market, job, state.last_block_hash, params)
+                    if available.may_take(job) else None)
         if provider is None:
             waiting.append(job_id)
             continue
+        available.took_job(provider)
         market.providers[provider.address] = replace(provider,
                                                      active_jobs=provider.active_jobs + 1)
         market.jobs[job_id] = replace(job, status=JobStatus.ASSIGNED, provider=provider.address,
