@@ -460,16 +460,20 @@ def assign_jobs(state: State, height: int, time_ms: int, params: ChainParams) ->
             waiting.append(job_id)
             continue
         available.took_job(provider)
-        market.providers[provider.address] = replace(provider,
-                                                     active_jobs=provider.active_jobs + 1)
-        market.jobs[job_id] = replace(job, status=JobStatus.ASSIGNED, provider=provider.address,
-                                      price=provider.price, assigned_height=height,
-                                      assigned_time_ms=time_ms)
-        market.open.append(job_id)
-        market.assignments += 1
-        stats = market.kernel_stats(job.spec.kernel)
-        market.stats[job.spec.kernel] = replace(
-            stats, assigned=stats.assigned + 1,
-            queue_blocks_total=stats.queue_blocks_total + height - job.submitted_height,
-            queue_ms_total=stats.queue_ms_total + max(0, time_ms - job.submitted_time_ms))
+        assign(market, job, provider, height, time_ms)
     market.queue = waiting
+
+
+def assign(market: Market, job: Job, provider: Provider, height: int, time_ms: int) -> None:
+    """Give `job` to `provider`: one more active job, the job opens, the kernel's stats."""
+    market.providers[provider.address] = replace(provider, active_jobs=provider.active_jobs + 1)
+    market.jobs[job.id] = replace(job, status=JobStatus.ASSIGNED, provider=provider.address,
+                                  price=provider.price, assigned_height=height,
+                                  assigned_time_ms=time_ms)
+    market.open.append(job.id)
+    market.assignments += 1
+    stats = market.kernel_stats(job.spec.kernel)
+    market.stats[job.spec.kernel] = replace(
+        stats, assigned=stats.assigned + 1,
+        queue_blocks_total=stats.queue_blocks_total + height - job.submitted_height,
+        queue_ms_total=stats.queue_ms_total + max(0, time_ms - job.submitted_time_ms))

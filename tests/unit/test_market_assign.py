@@ -5,14 +5,13 @@ every queued job assigns, at a cost that does not grow with jobs nobody can take
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 
 import pytest
 
 from consensus.hashing import sha256
 from consensus.jobs import MATMUL, MLP
 from consensus.market import Job, JobStatus, Market, Provider
-from consensus.market_rules import assign_jobs, choose_provider
+from consensus.market_rules import assign, assign_jobs, choose_provider
 from tests.unit.market_helpers import (
     MIN_PROVIDER_STAKE,
     PARAMS,
@@ -28,23 +27,11 @@ def scan_every_provider(state, height: int, time_ms: int, params) -> None:
     market = state.market
     waiting = []
     for job_id in market.queue:
-        job = market.jobs[job_id]
-        provider = choose_provider(market, job, state.last_block_hash, params)
+        provider = choose_provider(market, market.jobs[job_id], state.last_block_hash, params)
         if provider is None:
             waiting.append(job_id)
-            continue
-        market.providers[provider.address] = replace(provider,
-                                                     active_jobs=provider.active_jobs + 1)
-        market.jobs[job_id] = replace(job, status=JobStatus.ASSIGNED, provider=provider.address,
-                                      price=provider.price, assigned_height=height,
-                                      assigned_time_ms=time_ms)
-        market.open.append(job_id)
-        market.assignments += 1
-        stats = market.kernel_stats(job.spec.kernel)
-        market.stats[job.spec.kernel] = replace(
-            stats, assigned=stats.assigned + 1,
-            queue_blocks_total=stats.queue_blocks_total + height - job.submitted_height,
-            queue_ms_total=stats.queue_ms_total + max(0, time_ms - job.submitted_time_ms))
+        else:
+            assign(market, market.jobs[job_id], provider, height, time_ms)
     market.queue = waiting
 
 
