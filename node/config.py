@@ -141,7 +141,7 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
         consensus=ConsensusConfig(_int(consensus, "consensus", "timeout_commit_ms",
                                        ConsensusConfig.timeout_commit_ms, 0, 60_000)),
         mempool=MempoolConfig(
-            _int(mempool, "mempool", "max_txs", MempoolConfig.max_txs, 100, 10_000_000),
+            _int(mempool, "mempool", "max_txs", MempoolConfig.max_txs, 100, 1_000_000),
             _int(mempool, "mempool", "max_bytes", MempoolConfig.max_bytes, 1024 * 1024,
                  16 * 1024**3),
             _int(mempool, "mempool", "ttl_blocks", MempoolConfig.ttl_blocks, 10, 10_000_000)),

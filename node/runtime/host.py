@@ -61,6 +61,7 @@ from node.store.blockstore import BlockStore
 log = logging.getLogger("jevons.consensus")
 T = TypeVar("T")
 MAX_EVIDENCE_PER_BLOCK = 10
+SIG_CACHE_MIN = 100_000
 REAP_ROUNDS = 3  # a proposal whose reaped txs do not all apply reaps again, up to this
 MAX_PROPOSAL_TXS = 2_000  # measured: 4,000-tx blocks took 1.1-2.3 s each under load (2,000: 0.55 s)
 
@@ -114,9 +115,9 @@ class ConsensusHost:
         self.params = self.state.params
         self.chain_id = self.state.chain_id
         self.consensus_topic, self.tx_topic = topics(self.chain_id)
-        self.cache = SigCache()
-        self.verifier = ParallelVerifier(self.cache)
         limits = mempool or MempoolConfig()
+        self.cache = SigCache(max(SIG_CACHE_MIN, limits.max_txs))  # covers every pending tx
+        self.verifier = ParallelVerifier(self.cache)
         self.mempool = Mempool(self.params, self.chain_id, self.cache, limits.max_txs,
                                limits.max_bytes, limits.ttl_blocks)
         self.engine = EngineState(self.address if signer else None, timeouts)

@@ -293,6 +293,8 @@ class Mempool:
         self._unchecked.clear()
         if not heads:
             return
+        for entry in heads:  # verified at admission: never again here, on the loop
+            self.cache.add(entry.tx_hash, entry.tx)
         chosen, rejected = select_txs(state, [e.raw for e in heads], self.params, self.cache)
         for entry in heads[len(chosen) + len(rejected):]:  # past one block's limits: next time
             self._unchecked[entry.tx.sender] = None
