@@ -194,14 +194,30 @@ async def get_output(api: Api, request: Request, args: dict[str, Any]) -> Respon
     try:
         output = await download_output(net, api.host.chain_id, provider.endpoint, job)
         body = await trio.to_thread.run_sync(encode_array, output)
-    except (NodeError, DecodeError) as exc:
-        raise ApiError(502, "provider_unavailable",
-                       f"could not fetch the output from the provider: {exc}") from None
-    finally:
+    except BaseException as exc:
         api.downloads.release()
-    return Response(body, media_type="application/octet-stream",
-                    headers={"x-jevons-root": job.root.hex(),
-                             "x-jevons-status": job.status.name.lower()})
+        if isinstance(exc, NodeError | DecodeError):
+            raise ApiError(502, "provider_unavailable",
+                           f"could not fetch the output from the provider: {exc}") from None
+        raise
+    return HeldResponse(api.downloads, body, media_type="application/octet-stream",
+                        headers={"x-jevons-root": job.root.hex(),
+                                 "x-jevons-status": job.status.name.lower()})
+
+
+class HeldResponse(Response):
+    """A response that holds a download slot until its body has been sent (or the client
+    went away): the body, up to MAX_DOWNLOAD_BYTES, stays in memory until then."""
+
+    def __init__(self, slot: trio.Semaphore, content: bytes, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.slot = slot
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()
 
 
 async def get_market(api: Api, request: Request, args: dict[str, Any]) -> Response:

@@ -163,15 +163,17 @@ class ConsensusHost:
         hashes = [sha256(raw) for raw in raws]
         fresh = [i for i, h in enumerate(hashes) if h not in mempool]
         async with self._admitting:  # one batch at a time: ingestion must not starve consensus
-            bad = await self.verifier.verify_raw_async([raws[i] for i in fresh],
-                                                       self.params.max_tx_bytes,
-                                                       [hashes[i] for i in fresh])
+            good, bad = await trio.to_thread.run_sync(
+                self.verifier.check, [raws[i] for i in fresh], self.params.max_tx_bytes,
+                [hashes[i] for i in fresh])
         failed = {fresh[j] for j in bad}  # the mempool names why without verifying again
+        checked = dict(good)  # the mempool caches those it admits, and only those
         admitted: list[bytes] = []
         rejected: list[tuple[int, MempoolReject]] = []
         for i, (raw, tx_hash) in enumerate(zip(raws, hashes, strict=True)):
             try:
-                mempool.add(raw, self.state, tx_hash, signature_failed=i in failed)
+                mempool.add(raw, self.state, tx_hash, signature_failed=i in failed,
+                            verified=checked.get(tx_hash))
                 admitted.append(raw)
             except MempoolReject as exc:
                 rejected.append((i, exc))

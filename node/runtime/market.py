@@ -158,6 +158,7 @@ class OutputStore:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         self._trees: OrderedDict[bytes, RowTree] = OrderedDict()
+        self._pinned: dict[bytes, RowTree] = {}
 
     def path(self, job_id: bytes) -> Path:
         return self.root / f"{job_id.hex()}.jva"
@@ -173,6 +174,7 @@ class OutputStore:
             if not keep(job_id):
                 path.unlink(missing_ok=True)
                 self._trees.pop(job_id, None)
+                self._pinned.pop(job_id, None)
                 removed += 1
         return removed
 
@@ -181,13 +183,27 @@ class OutputStore:
         off the trio loop)."""
         atomic_write(self.path(job_id), encode_array(output))
 
-    def remember(self, job_id: bytes, tree: RowTree) -> None:
+    def remember(self, job_id: bytes, tree: RowTree, pinned: bool = False) -> None:
+        """Cache a job's tree: `pinned` (a job not settled yet, which verifiers will ask
+        about) until `unpin`, otherwise among the TREE_CACHE most recently used, so that
+        peers asking about many old jobs cannot push out the trees of open ones."""
+        if pinned:
+            self._pinned[job_id] = tree
+            return
         self._trees[job_id] = tree
         self._trees.move_to_end(job_id)
         while len(self._trees) > TREE_CACHE:
             self._trees.popitem(last=False)
 
+    def unpin(self, keep: Callable[[bytes], bool]) -> None:
+        """Move the pinned trees of jobs `keep` says no to among the recently used."""
+        for job_id in [j for j in self._pinned if not keep(j)]:
+            self.remember(job_id, self._pinned.pop(job_id))
+
     def cached_tree(self, job_id: bytes) -> RowTree | None:
+        tree = self._pinned.get(job_id)
+        if tree is not None:
+            return tree
         tree = self._trees.get(job_id)
         if tree is not None:
             self._trees.move_to_end(job_id)
@@ -243,9 +259,15 @@ class ProviderWorker:
                 progressed = self.host.progress
                 await self.register_if_needed()
                 self.start_jobs(nursery, backend)
+                self.outputs.unpin(self.is_open)
                 if self.host.height % PRUNE_EVERY_BLOCKS == 0:
                     self.prune_outputs()
                 await progressed.wait()
+
+    def is_open(self, job_id: bytes) -> bool:
+        """The job is on chain and not settled (verifiers may still ask for its rows)."""
+        job = self.host.state.market.jobs.get(job_id)
+        return job is not None and not job.status.is_final
 
     def prune_outputs(self) -> None:
         """Outputs stay downloadable for OUTPUT_RETENTION_BLOCKS after their job settled."""
@@ -311,13 +333,14 @@ class ProviderWorker:
                 log.warning("fault=silent: ignoring job %s", job.id.hex()[:16])
                 self.committed_at[job.id] = self.host.height + 10**9
                 return
-            tree = await self.tree(job.id, job.spec)
+            tree = (await self.tree(job.id, job.spec, pinned=True)
+                    if self.outputs.path(job.id).exists() else None)  # computed before a restart
             if tree is None:
                 log.info("computing job %s: %s %s", job.id.hex()[:16], job.spec.kernel,
                          list(job.spec.dims))
                 output, tree = await trio.to_thread.run_sync(self._run, job.spec, backend)
                 await trio.to_thread.run_sync(self.outputs.write, job.id, output)
-                self.outputs.remember(job.id, tree)
+                self.outputs.remember(job.id, tree, pinned=True)
             if await self.sender.send(CommitResult(job.id, tree.root)) is not None:
                 log.info("committed job %s root %s", job.id.hex()[:16], tree.root.hex()[:16])
             self.committed_at[job.id] = self.host.height
@@ -328,10 +351,11 @@ class ProviderWorker:
         finally:
             self.working.discard(job.id)
 
-    async def tree(self, job_id: bytes, spec: JobSpec) -> RowTree | None:
+    async def tree(self, job_id: bytes, spec: JobSpec, pinned: bool) -> RowTree | None:
         """A job's commitment tree: from the cache, or rebuilt from disk on a worker thread,
         one rebuild at a time. A peer asking for the openings of many old jobs in turn
-        costs one thread's time, not the loop's (consensus, gossip and the API go on)."""
+        costs one thread's time, not the loop's (consensus, gossip and the API go on), and
+        cannot push out the trees of open jobs (`pinned`), which verifiers need."""
         tree = self.outputs.cached_tree(job_id)
         if tree is not None:
             return tree
@@ -340,7 +364,7 @@ class ProviderWorker:
             if tree is None:
                 tree = await trio.to_thread.run_sync(self.outputs.load_tree, job_id, spec)
                 if tree is not None:
-                    self.outputs.remember(job_id, tree)
+                    self.outputs.remember(job_id, tree, pinned)
         return tree
 
     def _run(self, spec: JobSpec, backend) -> tuple[np.ndarray, RowTree]:
@@ -361,7 +385,7 @@ class ProviderWorker:
             raise RequestRejected(f"row {rows[-1]} is outside the output")
         if len(rows) > rows_per_request(job.spec):
             raise RequestRejected(f"at most {rows_per_request(job.spec)} rows per request")
-        tree = await self.tree(job_id, job.spec)
+        tree = await self.tree(job_id, job.spec, pinned=not job.status.is_final)
         if tree is None:
             raise RequestRejected("no output for this job")
         openings = tree.open(rows)

@@ -109,11 +109,14 @@ class Mempool:
                                      or self._bytes >= self.max_bytes)
 
     def add(self, raw: bytes, state: State, tx_hash: bytes | None = None, *,
-            signature_failed: bool = False) -> bytes:
+            signature_failed: bool = False, verified: Tx | None = None) -> bytes:
         """Admit `raw` or raise MempoolReject; returns the tx hash (`tx_hash`, when the
         caller has it already, must be sha256(raw)). `signature_failed` says the caller's
         own verification (ParallelVerifier) refused it: its reason is given without
-        verifying it a second time."""
+        verifying it a second time; `verified` is the decoded tx when that verification
+        passed. Only an admitted tx enters the signature cache: refused ones (unknown
+        senders, say) would push pending txs out of it, to be verified again on the loop
+        when a block carries them."""
         if tx_hash is None:
             tx_hash = sha256(raw)
         if tx_hash in self._by_hash:
@@ -123,14 +126,14 @@ class Mempool:
                                 f"{self.params.max_tx_bytes}")
         if self.saturated():
             raise self.full_error()
-        tx = self.cache.get(tx_hash)
+        tx = verified or self.cache.get(tx_hash)
         if tx is None:
             try:
                 tx = Tx.decode(raw, self.params.max_tx_bytes)
                 if signature_failed:
                     check_chain_id(tx, self.chain_id)
                     raise BadTxSignature(BAD_SIGNATURE)
-                check_tx_signature(tx, raw, self.chain_id, self.cache, tx_hash)
+                check_tx_signature(tx, raw, self.chain_id, None, tx_hash)
             except DecodeError as exc:
                 raise MempoolReject("malformed", f"undecodable transaction: {exc}") from exc
             except InvalidTx as exc:
@@ -159,6 +162,7 @@ class Mempool:
         self._bytes += len(raw)
         self._costs[sender] = self._costs.get(sender, 0) + entry.cost
         self._by_height.setdefault(entry.height, {})[tx_hash] = None
+        self.cache.add(tx_hash, tx)
         if ready:
             if tx.nonce == committed:
                 self._unchecked[sender] = None
@@ -251,7 +255,9 @@ class Mempool:
             account = state.get_account(sender)
             nonce = account.nonce if account else 0
             while nonce in queue and len(out) < max_txs:
-                out.append(queue[nonce].raw)
+                entry = queue[nonce]
+                self.cache.add(entry.tx_hash, entry.tx)  # verified: never again for a block
+                out.append(entry.raw)
                 nonce += 1
             if len(out) >= max_txs:
                 break

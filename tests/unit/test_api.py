@@ -464,3 +464,35 @@ def test_two_nodes_in_one_process_keep_separate_metrics(tmp_path: Path) -> None:
             assert (a[key_], b[key_]) == (3, 1)
 
     trio.run(main)
+
+
+@pytest.mark.parametrize("client_gone", [False, True])
+def test_a_download_holds_its_slot_until_the_body_is_sent(client_gone: bool) -> None:
+    """The encoded output stays in memory while it streams: the slot is given back when
+    the response has been sent, or when sending failed (the client went away)."""
+    from node.api.market import HeldResponse
+
+    async def main() -> None:
+        slot = trio.Semaphore(1)
+        slot.acquire_nowait()
+        response = HeldResponse(slot, b"\x00" * 1000, media_type="application/octet-stream")
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            assert slot.value == 0  # still held while the body goes out
+            if client_gone and message["type"] == "http.response.body":
+                raise OSError("client went away")
+            sent.append(message)
+
+        async def receive() -> dict:
+            await trio.sleep_forever()
+
+        if client_gone:
+            with pytest.raises(OSError):
+                await response({"type": "http"}, receive, send)
+        else:
+            await response({"type": "http"}, receive, send)
+            assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+        assert slot.value == 1
+
+    trio.run(main)

@@ -214,3 +214,33 @@ def test_a_proposal_reaps_again_past_txs_that_do_not_apply(tmp_path: Path,
             host.close()
     assert list(block.txs) == [alices[0], *bobs]
     assert len(host.mempool) == 3  # alice's three that did not apply are dropped
+
+
+def test_only_admitted_txs_enter_the_signature_cache(tmp_path: Path) -> None:
+    """A validly signed tx the mempool refuses (its sender has no account) must not take a
+    place in the signature cache: a flood of them would push pending txs out, to be
+    verified again on the loop when a block carries them."""
+    from consensus.crypto import PrivateKey
+
+    net = make_net((DEV_STAKE,), label="cache")
+    chain = Chain(net)
+    alice, bob = net.user_keys[:2]
+    stranger = PrivateKey.from_seed(sha256(b"no account"))
+    good = chain.transfer(alice, addr(bob), 1).encode()
+    refused = chain.transfer(stranger, addr(bob), 1, nonce=0).encode()
+
+    async def main() -> None:
+        with BlockStore.open(tmp_path / "chain") as store:
+            store.init_genesis(net.genesis.hash(), net.genesis.initial_state())
+            host = ConsensusHost(store, P2PNode(sha256(b"cache"), "/ip4/127.0.0.1/tcp/0"),
+                                 net.validator_keys[0], None, tmp_path / "wal",
+                                 TimeoutConfig())
+            try:
+                admitted, rejected = await host.admit([good, refused])
+            finally:
+                host.close()
+        assert admitted == [good]
+        assert [(i, exc.code) for i, exc in rejected] == [(1, "unknown_sender")]
+        assert sha256(good) in host.cache and sha256(refused) not in host.cache
+
+    trio.run(main)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from consensus.hashing import sha256
 from consensus.jobs import MATMUL, MLP, JobSpec
 from kernels.jobs import matmul_operands, run_job
 from kernels.matmul import int8_matmul_reference
@@ -131,13 +132,13 @@ def test_a_provider_rebuilds_a_tree_off_the_loop_once_for_concurrent_requests(tm
     roots = []
 
     async def ask() -> None:
-        roots.append((await worker.tree(JOB_ID, spec)).root)
+        roots.append((await worker.tree(JOB_ID, spec, pinned=False)).root)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             for _ in range(3):
                 nursery.start_soon(ask)
-        assert await worker.tree(b"\x0b" * 32, spec) is None
+        assert await worker.tree(b"\x0b" * 32, spec, pinned=False) is None
 
     trio.run(main)
     assert roots == [commit_output(spec, output).root] * 3
@@ -156,3 +157,22 @@ def test_jobs_too_big_to_hold_in_memory_are_invalid(spec: JobSpec, name: str) ->
     (they would otherwise crash nodes that tried)."""
     assert spec.problem().startswith(f"{name} would be")
     assert JobSpec(MATMUL, (8192, 8192, 8192), b"\x01" * 32).problem() == ""
+
+
+def test_trees_of_open_jobs_stay_cached_whatever_peers_ask_for(tmp_path) -> None:
+    """Peers may ask for the rows of every job the provider still keeps; the trees of jobs
+    not settled yet (which verifiers need within their deadline) are pinned, not pushed
+    out, until the job settles."""
+    from node.runtime.market import TREE_CACHE, OutputStore
+
+    spec = SPECS[0]
+    tree = commit_output(spec, run_job(spec.kernel, spec.dims, spec.seed))
+    store = OutputStore(tmp_path / "outputs")
+    store.remember(JOB_ID, tree, pinned=True)
+    for i in range(TREE_CACHE + 4):
+        store.remember(sha256(b"old %d" % i), tree)
+    assert store.cached_tree(JOB_ID) is tree
+    store.unpin(lambda job_id: False)  # the job settled
+    for i in range(TREE_CACHE):
+        store.remember(sha256(b"older %d" % i), tree)
+    assert store.cached_tree(JOB_ID) is None
