@@ -388,6 +388,9 @@ class ProviderWorker:
         tree = await self.tree(job_id, job.spec, pinned=not job.status.is_final)
         if tree is None:
             raise RequestRejected("no output for this job")
+        return await trio.to_thread.run_sync(self._answer, tree, rows)  # up to 6 MiB
+
+    def _answer(self, tree: RowTree, rows: list[int]) -> bytes:
         openings = tree.open(rows)
         if self.config.fault == "wrong-answer":
             openings = [Opening(o.index, bytes(b ^ 1 for b in o.row_bytes), o.proof)
@@ -409,7 +412,8 @@ async def fetch_openings(net: Network, chain_id: str, endpoint: str, job: Job,
     raw = await net.request(peer, openings_protocol(chain_id),
                             encode_openings_request(job.id, rows), REQUEST_TIMEOUT_S,
                             MAX_RESPONSE_BYTES)
-    return decode_openings(raw, len(rows), row_bytes(job.spec))
+    return await trio.to_thread.run_sync(decode_openings, raw, len(rows),
+                                         row_bytes(job.spec))  # up to 6 MiB: off the loop
 
 
 async def fetch_rows(net: Network, chain_id: str, endpoint: str, job: Job,
