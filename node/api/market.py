@@ -194,11 +194,12 @@ async def get_output(api: Api, request: Request, args: dict[str, Any]) -> Respon
     try:
         output = await download_output(net, api.host.chain_id, provider.endpoint, job)
         body = await trio.to_thread.run_sync(encode_array, output)
-    except BaseException as exc:
+    except (NodeError, DecodeError) as exc:
         api.downloads.release()
-        if isinstance(exc, NodeError | DecodeError):
-            raise ApiError(502, "provider_unavailable",
-                           f"could not fetch the output from the provider: {exc}") from None
+        raise ApiError(502, "provider_unavailable",
+                       f"could not fetch the output from the provider: {exc}") from None
+    except BaseException:  # cancelled, or anything else: the slot is not held past here
+        api.downloads.release()
         raise
     return HeldResponse(api.downloads, body, media_type="application/octet-stream",
                         headers={"x-jevons-root": job.root.hex(),

@@ -132,11 +132,16 @@ def _take_lock(path: Path) -> int:
 
 def _encode_slot(counter: int, state: SignState) -> bytes:
     payload = state.encode()
-    body = struct.pack(">Q", counter) + payload
-    slot = SLOT_HEADER.pack(SLOT_MAGIC, counter, len(payload), zlib.crc32(body)) + payload
+    slot = SLOT_HEADER.pack(SLOT_MAGIC, counter, len(payload), _slot_crc(counter, payload))
+    slot += payload
     if len(slot) > SLOT_BYTES:  # SignState.decode bounds it far below (about 2.2 KB)
         raise SignerError(f"sign state of {len(payload)} bytes does not fit a slot")
     return slot.ljust(SLOT_BYTES, b"\0")
+
+
+def _slot_crc(counter: int, payload: bytes) -> int:
+    """The checksum covers the counter too: a slot cannot pass with another slot's count."""
+    return zlib.crc32(struct.pack(">Q", counter) + payload)
 
 
 def _decode_slot(raw: bytes) -> tuple[int, SignState] | None:
@@ -146,7 +151,7 @@ def _decode_slot(raw: bytes) -> tuple[int, SignState] | None:
     magic, counter, length, crc = SLOT_HEADER.unpack_from(raw)
     payload = raw[SLOT_HEADER.size:SLOT_HEADER.size + length]
     if (magic != SLOT_MAGIC or len(payload) != length
-            or zlib.crc32(struct.pack(">Q", counter) + payload) != crc):
+            or _slot_crc(counter, payload) != crc):
         return None
     try:
         return counter, SignState.decode(payload)

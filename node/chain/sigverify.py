@@ -48,14 +48,13 @@ class ParallelVerifier:
         self.remember(verified)
         return bad
 
-    async def verify_raw_async(self, raws: list[bytes], max_tx_bytes: int,
-                               hashes: list[bytes] | None = None) -> list[int]:
-        """`verify_raw` without holding up the trio loop: decoding and waiting for the
-        pool happen on a worker thread, so consensus messages keep flowing meanwhile; the
-        cache is only written here, on the loop's thread."""
-        verified, bad = await trio.to_thread.run_sync(self.check, raws, max_tx_bytes, hashes)
-        self.remember(verified)
-        return bad
+    async def check_async(self, raws: list[bytes], max_tx_bytes: int,
+                          hashes: list[bytes] | None = None
+                          ) -> tuple[list[tuple[bytes, Tx]], list[int]]:
+        """`check` without holding up the trio loop: decoding and waiting for the pool
+        happen on a worker thread, so consensus messages keep flowing meanwhile. The cache
+        is not written: the caller keeps only what it admits (`remember`, or the mempool)."""
+        return await trio.to_thread.run_sync(self.check, raws, max_tx_bytes, hashes)
 
     def remember(self, verified: list[tuple[bytes, Tx]]) -> None:
         for tx_hash, tx in verified:

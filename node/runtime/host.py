@@ -163,9 +163,9 @@ class ConsensusHost:
         hashes = [sha256(raw) for raw in raws]
         fresh = [i for i, h in enumerate(hashes) if h not in mempool]
         async with self._admitting:  # one batch at a time: ingestion must not starve consensus
-            good, bad = await trio.to_thread.run_sync(
-                self.verifier.check, [raws[i] for i in fresh], self.params.max_tx_bytes,
-                [hashes[i] for i in fresh])
+            good, bad = await self.verifier.check_async([raws[i] for i in fresh],
+                                                        self.params.max_tx_bytes,
+                                                        [hashes[i] for i in fresh])
         failed = {fresh[j] for j in bad}  # the mempool names why without verifying again
         checked = dict(good)  # the mempool caches those it admits, and only those
         admitted: list[bytes] = []
@@ -388,10 +388,9 @@ class ConsensusHost:
         self.nursery.start_soon(later)
 
     def _build_block(self) -> Candidate:
-        for _ in range(REAP_ROUNDS):
+        for _ in range(REAP_ROUNDS):  # mempool txs are verified (reap marks them in the cache)
             pending = self.mempool.reap(self.state, min(MAX_PROPOSAL_TXS,
                                                         self.params.max_block_txs))
-            self.verifier.verify_raw(pending, self.params.max_tx_bytes)
             txs, rejected = select_txs(self.state, pending, self.params, self.cache)
             if not rejected:
                 break

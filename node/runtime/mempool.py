@@ -138,7 +138,8 @@ class Mempool:
                 raise MempoolReject("malformed", f"undecodable transaction: {exc}") from exc
             except InvalidTx as exc:
                 raise MempoolReject(_code(exc), exc.reason) from exc
-        committed = self._check_against_state(tx, state)
+        tx_cost = cost(tx)
+        committed = self._check_against_state(tx, state, tx_cost)
         sender = tx.sender
         queue = self._by_sender.get(sender, {})
         if tx.nonce in queue:
@@ -155,7 +156,7 @@ class Mempool:
                                 f"missing nonce; submit this sender's nonce {ready_end} first "
                                 "(or retry later)")
         self._make_room(len(raw), ready, sender, tx.nonce)
-        entry = Entry(tx_hash, raw, tx, state.height, cost(tx))
+        entry = Entry(tx_hash, raw, tx, state.height, tx_cost)
         queue = self._by_sender.setdefault(sender, queue)
         queue[tx.nonce] = entry
         self._by_hash[tx_hash] = entry
@@ -223,8 +224,9 @@ class Mempool:
             nonce += 1
         self._ready_end[sender] = nonce
 
-    def _check_against_state(self, tx: Tx, state: State) -> int:
-        """The checks against the committed state; returns the sender's committed nonce."""
+    def _check_against_state(self, tx: Tx, state: State, tx_cost: int) -> int:
+        """The checks against the committed state (`tx_cost` is cost(tx)); returns the
+        sender's committed nonce."""
         if tx.chain_id != self.chain_id:
             raise MempoolReject("wrong_chain_id", f"tx is for chain {tx.chain_id!r}")
         if tx.fee < self.params.min_fee:
@@ -239,7 +241,7 @@ class Mempool:
         if tx.nonce > account.nonce + MAX_NONCE_AHEAD:
             raise MempoolReject("nonce_too_far", f"nonce {tx.nonce} is more than "
                                 f"{MAX_NONCE_AHEAD} ahead of the account nonce {account.nonce}")
-        total = self._costs.get(tx.sender, 0) + cost(tx)
+        total = self._costs.get(tx.sender, 0) + tx_cost
         if total > account.balance:
             raise MempoolReject("cannot_pay", f"balance {account.balance} cannot pay the "
                                 f"amounts and fees of this tx and the sender's "

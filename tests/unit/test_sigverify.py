@@ -35,8 +35,9 @@ def test_parallel_matches_serial_and_fills_cache(off_loop: bool) -> None:
     raws.append(b"\x93\x01\x02\x03")  # decodes as msgpack but is not a tx
     cache = SigCache()
     with ParallelVerifier(cache, workers=2) as verifier:
-        if off_loop:  # the node's admission path: a worker thread, the cache written after
-            bad = trio.run(verifier.verify_raw_async, raws, 4096)
+        if off_loop:  # the admission path: a worker thread, the cache written after
+            good, bad = trio.run(verifier.check_async, raws, 4096)
+            verifier.remember(good)
         else:
             bad = verifier.verify_raw(raws, 4096)
     assert bad == sorted([*bad_at, len(raws) - 1])
