@@ -55,6 +55,7 @@ class NodeServices:
         self.txs_received = 0
         self.txs_rejected = 0
         self.compact_misses = 0  # compact proposals with a tx not in our mempool
+        self.heard = 0  # consensus messages handed to the engine (a sign gossip flows)
 
     def install(self) -> None:
         h = self.host
@@ -121,6 +122,7 @@ class NodeServices:
         if not vote.verify(h.chain_id, entry.pubkey):
             self.net.report_bad(peer, "vote with a bad signature")
             return
+        self.heard += 1
         await h.submit(VoteReceived(vote))
 
     async def _on_proposal(self, peer: str,
@@ -155,6 +157,7 @@ class NodeServices:
         if block is None or p.height != h.height + 1:
             return
         valid = h._validate_block(block, p.block_hash, decoded)
+        self.heard += 1
         await h.submit(ProposalReceived(p, valid))
 
     async def _fetch_block(self, peer: str, block_hash: bytes) -> bytes | None:
@@ -205,10 +208,16 @@ class NodeServices:
     # --- background -----------------------------------------------------------------------
 
     async def sync_loop(self) -> None:
-        """Ask peers for their height; fetch, check and hand over the blocks we lack."""
+        """Ask peers for their height; fetch, check and hand over the blocks we lack: at
+        once when a message from a later height says we are behind, and every
+        SYNC_INTERVAL_S in which our height did not move (a node whose gossip went quiet
+        learns nothing from messages; one that keeps committing need not poll)."""
         while True:
+            height = self.host.height
             with trio.move_on_after(SYNC_INTERVAL_S):
                 await self.behind.wait()
+            if not self.behind.is_set() and self.host.height != height:
+                continue
             self.behind = trio.Event()
             for peer in self.net.peers():
                 try:
@@ -244,13 +253,16 @@ class NodeServices:
 
     async def catch_up_loop(self) -> None:
         """Gossip is lossy and a restarted node missed what was said before it came back:
-        while a height makes no progress, pull every peer's proposals and votes for it
-        (re-publishing would not help: gossip drops messages it has already seen), and
-        re-send some pending transactions."""
+        while a height makes no progress and no new proposal or vote arrives, pull every
+        peer's proposals and votes for it (re-publishing would not help: gossip drops
+        messages it has already seen), and re-send some pending transactions. A height
+        that is merely slow (big blocks under load) keeps hearing votes and costs no
+        pulls."""
         while True:
-            height, round_ = self.host.height, self.host.engine.round
+            height, round_, heard = self.host.height, self.host.engine.round, self.heard
             await trio.sleep(REGOSSIP_INTERVAL_S)
-            if self.host.height != height or self.host.engine.round != round_:
+            if (self.host.height != height or self.host.engine.round != round_
+                    or self.heard != heard):
                 continue
             for peer in self.net.peers():
                 await self._pull_votes(peer)
