@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import re
 from typing import Any
 
@@ -20,10 +19,8 @@ from consensus.tx import Tx, TxKind
 from node.api.errors import ApiError, echo
 from node.api.routing import Api, Operation, Param, Reply, json_response
 from node.api.schemas import HEX32, MAX_BATCH, ref
-from node.errors import NodeError
 from node.runtime.mempool import BUSY, MempoolReject
 
-log = logging.getLogger("jevons.api")
 MAX_TX_HEX_BYTES = 64 * 1024  # refused before decoding (the mempool checks max_tx_bytes)
 MAX_BODY_BYTES = 2 * 4096 * MAX_BATCH + 1024 * 1024  # a full batch of 4 KiB txs, in hex
 WAIT_LIMIT_S = 60.0
@@ -196,12 +193,10 @@ async def submit_batch(api: Api, items: object) -> Response:
 
 
 async def gossip(api: Api, raws: list[bytes]) -> None:
-    """Gossip admitted transactions; a failure is logged, not the client's problem (they stay
-    in the mempool, which this node proposes from and re-gossips while a height stalls)."""
-    try:
-        await api.services.broadcast_txs(raws)
-    except NodeError as exc:
-        log.warning("could not gossip %d transaction(s): %s", len(raws), exc)
+    """Queue admitted transactions for gossip (waits only while the node's gossip outbox is
+    full). A failed publish is logged by the node, not the client's problem: they stay in
+    the mempool, which this node proposes from and re-gossips while a height stalls."""
+    await api.services.broadcast_txs(raws)
 
 
 HASH = Param("hash", HEX32 | {"pattern": "^[0-9a-fA-F]{64}$"}, "transaction hash (SHA-256 of "

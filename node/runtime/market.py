@@ -122,11 +122,8 @@ class TxSender:
             log.warning("own %s tx refused by the mempool: %s (%s)", type(body).__name__,
                         exc.reason, exc.code)
             return None
-        try:
-            await self.services.broadcast_txs([raw])
-        except NodeError as exc:  # it is in our mempool: re-gossip and our proposals carry it
-            log.warning("could not gossip own %s tx: %s", type(body).__name__, exc)
-        return tx_hash
+        await self.services.broadcast_txs([raw])  # a failed publish is logged there: the
+        return tx_hash  # tx is in our mempool, which our proposals and re-gossip carry
 
     def drop_stuck(self) -> None:
         """Drop our pending txs from the first one that no longer applies (e.g. a verdict

@@ -29,6 +29,14 @@ log = logging.getLogger("jevons.net")
 REQUEST_TIMEOUT_S = 10.0
 SYNC_INTERVAL_S = 1.0
 REGOSSIP_INTERVAL_S = 1.0
+TX_LINGER_S = 0.01
+"""How long admitted txs wait for company before they are gossiped (unless a full batch is
+ready): a wallet's single txs and small API batches leave as one message instead of one
+each. Every gossip message costs each node about a millisecond of Python (Noise, Yamux,
+protobuf, trio) per hop, whatever it carries."""
+OUTBOX_HIGH_WATER = 4 * wire.MAX_TX_BATCH
+"""Txs waiting to be gossiped past which `broadcast_txs` waits for the outbox to drain
+(gossip backpressure reaches the API clients, as before the outbox)."""
 MAX_SYNC_RESPONSE_BYTES = 32 * 1024 * 1024
 
 
@@ -56,6 +64,9 @@ class NodeServices:
         self.txs_rejected = 0
         self.compact_misses = 0  # compact proposals with a tx not in our mempool
         self.heard = 0  # consensus messages handed to the engine (a sign gossip flows)
+        self._outbox: list[bytes] = []  # admitted txs not yet gossiped, in admission order
+        self._outbox_filled = trio.Event()
+        self._outbox_drained = trio.Event()
 
     def install(self) -> None:
         h = self.host
@@ -70,6 +81,7 @@ class NodeServices:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.sync_loop)
             nursery.start_soon(self.catch_up_loop)
+            nursery.start_soon(self.gossip_loop)
 
     # --- gossip in ------------------------------------------------------------------------
 
@@ -178,9 +190,34 @@ class NodeServices:
         self.txs_rejected += len(rejected)
 
     async def broadcast_txs(self, txs: list[bytes]) -> None:
-        for start in range(0, len(txs), wire.MAX_TX_BATCH):
-            await self.net.publish(self.host.tx_topic,
-                                   wire.encode_tx_batch(txs[start:start + wire.MAX_TX_BATCH]))
+        """Queue admitted txs for gossip (`gossip_loop` sends them, coalesced with others
+        admitted within TX_LINGER_S); wait while the outbox is over OUTBOX_HIGH_WATER."""
+        if not txs:
+            return
+        self._outbox.extend(txs)
+        self._outbox_filled.set()
+        while len(self._outbox) > OUTBOX_HIGH_WATER:
+            await self._outbox_drained.wait()
+
+    async def gossip_loop(self) -> None:
+        """Publish the outbox in batches of at most MAX_TX_BATCH txs and MAX_GOSSIP_BYTES.
+        A publish that fails is logged: its txs stay in the mempool, which this node
+        proposes from and re-gossips while a height stalls."""
+        while True:
+            await self._outbox_filled.wait()
+            self._outbox_filled = trio.Event()
+            if len(self._outbox) < wire.MAX_TX_BATCH:
+                await trio.sleep(TX_LINGER_S)
+            while self._outbox:
+                count = wire.tx_batch_prefix(self._outbox)
+                batch, self._outbox = self._outbox[:count], self._outbox[count:]
+                if len(self._outbox) <= OUTBOX_HIGH_WATER:
+                    self._outbox_drained.set()
+                    self._outbox_drained = trio.Event()
+                try:
+                    await self.net.publish(self.host.tx_topic, wire.encode_tx_batch(batch))
+                except NodeError as exc:
+                    log.warning("could not gossip %d transaction(s): %s", len(batch), exc)
 
     # --- streams served -------------------------------------------------------------------
 
@@ -267,6 +304,7 @@ class NodeServices:
             for peer in self.net.peers():
                 await self._pull_votes(peer)
             pending = self.host.mempool.pending(wire.MAX_TX_BATCH)
+            pending = pending[:wire.tx_batch_prefix(pending)]
             if pending:
                 with contextlib.suppress(NodeError):
                     await self.net.publish(self.host.tx_topic, wire.encode_tx_batch(pending))

@@ -144,6 +144,23 @@ def encode_tx_batch(txs: list[bytes]) -> bytes:
     return encode(list(txs))
 
 
+TX_BATCH_ITEM_OVERHEAD = 5  # a msgpack bin header: 0xc4-0xc6 and a 1-, 2- or 4-byte length
+TX_BATCH_OVERHEAD = 5  # the array header
+
+
+def tx_batch_prefix(txs: list[bytes]) -> int:
+    """How many of `txs`, from the first, fit one gossip batch: at most MAX_TX_BATCH, and
+    encoded within MAX_GOSSIP_BYTES (2,000 txs of 4 KiB would not). Always at least 1 when
+    `txs` is not empty (a tx is at most max_tx_bytes, far below the gossip limit)."""
+    size, count = TX_BATCH_OVERHEAD, 0
+    for raw in txs[:MAX_TX_BATCH]:
+        size += len(raw) + TX_BATCH_ITEM_OVERHEAD
+        if size > MAX_GOSSIP_BYTES and count:
+            break
+        count += 1
+    return count
+
+
 def decode_tx_batch(raw: bytes, max_tx_bytes: int) -> list[bytes]:
     txs = expect_array(decode(raw, MAX_GOSSIP_BYTES), "tx batch", MAX_TX_BATCH)
     return [expect_bytes(t, "tx", max_len=max_tx_bytes) for t in txs]
