@@ -19,6 +19,7 @@ tx that finds the mempool full evicts the oldest queued ones. Every tx leaves af
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ class Entry:
     tx: Tx
     height: int  # the chain height when it was admitted (for ttl_blocks)
     cost: int  # cost(tx)
+    seq: int  # admission order on this node (reap takes the longest-waiting first)
 
 
 def cost(tx: Tx) -> int:
@@ -86,6 +88,7 @@ class Mempool:
         self._unchecked: dict[bytes, None] = {}  # senders whose first tx to apply is new
         self._by_height: dict[int, dict[bytes, None]] = {}  # admission height -> hashes
         self._bytes = 0
+        self._seq = itertools.count()
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -156,7 +159,7 @@ class Mempool:
                                 f"missing nonce; submit this sender's nonce {ready_end} first "
                                 "(or retry later)")
         self._make_room(len(raw), ready, sender, tx.nonce)
-        entry = Entry(tx_hash, raw, tx, state.height, tx_cost)
+        entry = Entry(tx_hash, raw, tx, state.height, tx_cost, next(self._seq))
         queue = self._by_sender.setdefault(sender, queue)
         queue[tx.nonce] = entry
         self._by_hash[tx_hash] = entry
@@ -250,19 +253,30 @@ class Mempool:
         return account.nonce
 
     def reap(self, state: State, max_txs: int) -> list[bytes]:
-        """Up to `max_txs` txs in an order that can apply: per sender, consecutive nonces
-        from the committed nonce; senders in order of first arrival."""
-        out: list[bytes] = []
+        """Up to `max_txs` txs in an order that can apply (per sender, consecutive nonces
+        from the committed nonce), longest-waiting first: each step takes, among every
+        sender's next tx, the one this node admitted first. The oldest txs are the likeliest
+        to have reached every validator already, so the others rebuild the block from their
+        own mempools instead of fetching it; and a sender with many pending txs cannot keep
+        the others out of blocks."""
+        heads: list[tuple[int, int, bytes]] = []
         for sender, queue in self._by_sender.items():
             account = state.get_account(sender)
             nonce = account.nonce if account else 0
-            while nonce in queue and len(out) < max_txs:
-                entry = queue[nonce]
-                self.cache.add(entry.tx_hash, entry.tx)  # verified: never again for a block
-                out.append(entry.raw)
-                nonce += 1
-            if len(out) >= max_txs:
-                break
+            entry = queue.get(nonce)
+            if entry is not None:
+                heads.append((entry.seq, nonce, sender))  # seq is unique: no tie goes further
+        heapq.heapify(heads)
+        out: list[bytes] = []
+        while heads and len(out) < max_txs:
+            _, nonce, sender = heapq.heappop(heads)
+            queue = self._by_sender[sender]
+            entry = queue[nonce]
+            self.cache.add(entry.tx_hash, entry.tx)  # verified: never again for a block
+            out.append(entry.raw)
+            successor = queue.get(nonce + 1)
+            if successor is not None:
+                heapq.heappush(heads, (successor.seq, nonce + 1, sender))
         return out
 
     def update(self, state: State, committed: list[bytes]) -> None:

@@ -47,6 +47,25 @@ def test_admission_rules_each_have_a_code() -> None:
     assert len(pool) == 3
 
 
+def test_reap_takes_the_longest_waiting_next_tx_of_any_sender_first() -> None:
+    """Among every sender's next tx, the one admitted first: the oldest txs are the likeliest
+    to be in every validator's mempool already, and a sender with a long run of pending txs
+    does not keep a later sender's single tx out of a full block."""
+    chain, pool = setup(max_txs=100)
+    alice, bob, carol = chain.net.user_keys
+    to = addr(bob)
+    a = [chain.transfer(alice, to, 1, nonce=n).encode() for n in range(4)]
+    b = [chain.transfer(bob, to, 1, nonce=n).encode() for n in range(2)]
+    c = [chain.transfer(carol, to, 1, nonce=n).encode() for n in range(2)]
+    for raw in (c[1], a[0], a[1], b[0], a[2], c[0], b[1], a[3]):  # carol's 1 waits for 0
+        pool.add(raw, chain.state)
+    assert pool.reap(chain.state, 100) == [a[0], a[1], b[0], a[2], c[0], c[1], b[1], a[3]]
+    assert pool.reap(chain.state, 4) == [a[0], a[1], b[0], a[2]]
+    chain.advance([a[0], a[1], b[0]])
+    pool.update(chain.state, [sha256(raw) for raw in (a[0], a[1], b[0])])
+    assert pool.reap(chain.state, 100) == [a[2], c[0], c[1], b[1], a[3]]
+
+
 def test_reap_orders_nonces_and_update_drops_committed() -> None:
     chain, pool = setup()
     alice, bob = chain.net.user_keys[:2]
@@ -268,7 +287,9 @@ def test_one_sender_queues_at_most_its_share_and_a_ready_tx_spares_its_own_succe
     head = chain.transfer(alice, addr(bob), 1, nonce=0).encode()
     assert _codes_of(pool, chain.state, [head]) == ["ok"]  # evicts carol's, not its own next
     assert sha256(other) not in pool and pool.queued == 0
-    assert pool.reap(chain.state, 100) == [head, own_next, *ready]  # alice came first
+    # longest-waiting first: bob's were admitted before alice's head (her nonce 1 rides
+    # behind it, though it came first)
+    assert pool.reap(chain.state, 100) == [*ready, head, own_next]
 
 
 def test_after_each_block_a_new_first_tx_that_would_not_apply_is_dropped() -> None:
