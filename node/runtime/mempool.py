@@ -19,7 +19,6 @@ tx that finds the mempool full evicts the oldest queued ones. Every tx leaves af
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -259,24 +258,27 @@ class Mempool:
         to have reached every validator already, so the others rebuild the block from their
         own mempools instead of fetching it; and a sender with many pending txs cannot keep
         the others out of blocks."""
-        heads: list[tuple[int, int, bytes]] = []
-        for sender, queue in self._by_sender.items():
-            account = state.get_account(sender)
-            nonce = account.nonce if account else 0
-            entry = queue.get(nonce)
-            if entry is not None:
-                heads.append((entry.seq, nonce, sender))  # seq is unique: no tie goes further
-        heapq.heapify(heads)
         out: list[bytes] = []
-        while heads and len(out) < max_txs:
-            _, nonce, sender = heapq.heappop(heads)
-            queue = self._by_sender[sender]
-            entry = queue[nonce]
-            self.cache.add(entry.tx_hash, entry.tx)  # verified: never again for a block
-            out.append(entry.raw)
-            successor = queue.get(nonce + 1)
-            if successor is not None:
-                heapq.heappush(heads, (successor.seq, nonce + 1, sender))
+        expected: dict[bytes, int] = {}  # per sender met so far: the nonce it needs next
+        for entry in self._by_hash.values():  # admission order (a dict keeps it)
+            if len(out) >= max_txs:
+                break
+            sender = entry.tx.sender
+            nonce = expected.get(sender)
+            if nonce is None:
+                account = state.get_account(sender)
+                nonce = account.nonce if account else 0
+            queue, walked = self._by_sender[sender], entry.seq
+            # take it if it is the sender's next, then its successors already walked past
+            # (admitted before it): each is then the longest-waiting next tx of any sender
+            while entry is not None and entry.tx.nonce == nonce and len(out) < max_txs:
+                self.cache.add(entry.tx_hash, entry.tx)  # verified: never again for a block
+                out.append(entry.raw)
+                nonce += 1
+                entry = queue.get(nonce)
+                if entry is not None and entry.seq > walked:
+                    entry = None  # later in the walk: it waits for its turn
+            expected[sender] = nonce
         return out
 
     def update(self, state: State, committed: list[bytes]) -> None:

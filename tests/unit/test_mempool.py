@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from consensus.hashing import sha256
@@ -64,6 +66,34 @@ def test_reap_takes_the_longest_waiting_next_tx_of_any_sender_first() -> None:
     chain.advance([a[0], a[1], b[0]])
     pool.update(chain.state, [sha256(raw) for raw in (a[0], a[1], b[0])])
     assert pool.reap(chain.state, 100) == [a[2], c[0], c[1], b[1], a[3]]
+
+
+def test_reap_order_matches_a_plain_longest_waiting_head_first_selection() -> None:
+    """Randomized: senders' nonces arrive shuffled (some wait for a gap); reap's single
+    walk in admission order equals repeatedly picking, among every sender's next tx, the
+    one admitted first."""
+    rng = random.Random(7)
+    for _ in range(60):
+        chain, pool = setup(max_txs=1000)
+        keys = chain.net.user_keys
+        to = addr(keys[0])
+        txs = [(k, n) for k in keys for n in range(rng.randrange(0, 7))]
+        rng.shuffle(txs)
+        admitted: list[tuple[bytes, int, bytes]] = []  # (sender, nonce, raw), in order
+        for k, n in txs:
+            raw = chain.transfer(k, to, 1, nonce=n).encode()
+            pool.add(raw, chain.state)
+            admitted.append((addr(k), n, raw))
+        expected, want = [], {addr(k): 0 for k in keys}
+        while True:
+            heads = [i for i, (sender, n, _) in enumerate(admitted) if n == want[sender]]
+            if not heads:
+                break
+            sender, n, raw = admitted[min(heads)]
+            expected.append(raw)
+            want[sender] = n + 1
+        limit = rng.randrange(1, len(admitted) + 2)
+        assert pool.reap(chain.state, limit) == expected[:limit]
 
 
 def test_reap_orders_nonces_and_update_drops_committed() -> None:
