@@ -46,8 +46,8 @@ class MempoolReject(Exception):
         self.code, self.reason = code, reason
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a setattr call per
+class Entry:  # field, on every admission; nothing outside the mempool holds an Entry
     tx_hash: bytes
     raw: bytes
     tx: Tx
