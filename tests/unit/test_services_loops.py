@@ -86,15 +86,24 @@ def run_for(seconds: float, loop, *background) -> None:
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
+def every(period: float, action):
+    """A background task that calls `action()` every `period` seconds."""
+
+    async def tick() -> None:
+        while True:
+            await trio.sleep(period)
+            action()
+
+    return tick
+
+
 def test_a_node_that_keeps_committing_asks_no_peer_for_its_status() -> None:
     svc, host, net = services()
 
-    async def commit_often() -> None:
-        while True:
-            await trio.sleep(SYNC_INTERVAL_S / 3)
-            host.height += 1
+    def commit() -> None:
+        host.height += 1
 
-    run_for(20 * SYNC_INTERVAL_S, svc.sync_loop, commit_often)
+    run_for(20 * SYNC_INTERVAL_S, svc.sync_loop, every(SYNC_INTERVAL_S / 3, commit))
     assert host.height > 50
     assert count(net, "/status/1") == 0, net.requests
 
@@ -109,13 +118,12 @@ def test_a_stalled_node_polls_every_peer_each_interval() -> None:
 def test_news_of_a_later_height_polls_at_once() -> None:
     svc, host, net = services()
 
-    async def hear_of_a_later_height() -> None:
-        while True:
-            await trio.sleep(SYNC_INTERVAL_S / 4)
-            host.height += 1  # committing, yet a message says we are behind
-            svc.behind.set()
+    def commit_and_hear_of_a_later_height() -> None:
+        host.height += 1  # committing, yet a message says we are behind
+        svc.behind.set()
 
-    run_for(2.1 * SYNC_INTERVAL_S, svc.sync_loop, hear_of_a_later_height)
+    run_for(2.1 * SYNC_INTERVAL_S, svc.sync_loop,
+            every(SYNC_INTERVAL_S / 4, commit_and_hear_of_a_later_height))
     assert count(net, "/status/1") >= 4 * len(PEERS)
     first = min(t for t, _, _ in net.requests)
     assert first <= SYNC_INTERVAL_S / 4 + 0.01
@@ -124,12 +132,11 @@ def test_news_of_a_later_height_polls_at_once() -> None:
 def test_a_slow_height_that_keeps_hearing_votes_pulls_none() -> None:
     svc, _host, net = services()
 
-    async def hear_votes() -> None:
-        while True:
-            await trio.sleep(REGOSSIP_INTERVAL_S / 2)
-            svc.heard += 1
+    def hear_a_vote() -> None:
+        svc.heard += 1
 
-    run_for(20 * REGOSSIP_INTERVAL_S, svc.catch_up_loop, hear_votes)
+    run_for(20 * REGOSSIP_INTERVAL_S, svc.catch_up_loop,
+            every(REGOSSIP_INTERVAL_S / 2, hear_a_vote))
     assert count(net, "/votes/1") == 0, net.requests
 
 
