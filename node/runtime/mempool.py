@@ -47,7 +47,7 @@ class MempoolReject(Exception):
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a setattr call per
-class Entry:  # field, on every admission; nothing outside the mempool holds an Entry
+class Entry:  # field, on every admission (`pending_from` hands entries out: read only)
     tx_hash: bytes
     raw: bytes
     tx: Tx

@@ -29,6 +29,11 @@ log = logging.getLogger("jevons.net")
 REQUEST_TIMEOUT_S = 10.0
 SYNC_INTERVAL_S = 1.0
 REGOSSIP_INTERVAL_S = 1.0
+FORCED_PULL_INTERVALS = 5
+"""A height and round that have not moved for this many REGOSSIP_INTERVAL_S pull votes
+even while messages keep arriving: arriving is not being used (votes for rounds far
+ahead, repeats, a validator's conflicting votes), and one validator must not be able to
+switch catch-up off by signing a stream of them."""
 TX_LINGER_S = 0.01
 """How long admitted txs wait for company before they are gossiped (unless a full batch is
 ready): a wallet's single txs and small API batches leave as one message instead of one
@@ -200,14 +205,17 @@ class NodeServices:
             await self._outbox_drained.wait()
 
     async def gossip_loop(self) -> None:
-        """Publish the outbox in batches of at most MAX_TX_BATCH txs and MAX_GOSSIP_BYTES.
-        A publish that fails is logged: its txs stay in the mempool, which this node
-        proposes from and re-gossips while a height stalls."""
+        """Publish the outbox in batches of at most MAX_TX_BATCH txs and MAX_GOSSIP_BYTES,
+        TX_LINGER_S after the first tx or as soon as a full batch waits. A publish that
+        fails is logged: its txs stay in the mempool, which this node proposes from and
+        re-gossips while a height stalls."""
         while True:
             await self._outbox_filled.wait()
             self._outbox_filled = trio.Event()
-            if len(self._outbox) < wire.MAX_TX_BATCH:
-                await trio.sleep(TX_LINGER_S)
+            with trio.move_on_after(TX_LINGER_S):  # or until a full batch waits
+                while len(self._outbox) < wire.MAX_TX_BATCH:
+                    await self._outbox_filled.wait()
+                    self._outbox_filled = trio.Event()
             while self._outbox:
                 count = wire.tx_batch_prefix(self._outbox)
                 batch, self._outbox = self._outbox[:count], self._outbox[count:]
@@ -294,13 +302,18 @@ class NodeServices:
         peer's proposals and votes for it (re-publishing would not help: gossip drops
         messages it has already seen), and re-send some pending transactions. A height
         that is merely slow (big blocks under load) keeps hearing votes and costs no
-        pulls."""
+        pulls, unless it stays put for FORCED_PULL_INTERVALS."""
+        still = 0  # intervals in a row in which the height and round did not move
         while True:
             height, round_, heard = self.host.height, self.host.engine.round, self.heard
             await trio.sleep(REGOSSIP_INTERVAL_S)
-            if (self.host.height != height or self.host.engine.round != round_
-                    or self.heard != heard):
+            if self.host.height != height or self.host.engine.round != round_:
+                still = 0
                 continue
+            still += 1
+            if self.heard != heard and still < FORCED_PULL_INTERVALS:
+                continue
+            still = 0
             for peer in self.net.peers():
                 await self._pull_votes(peer)
             pending = self.host.mempool.pending(wire.MAX_TX_BATCH)

@@ -22,6 +22,7 @@ import trio.testing
 from node.errors import NodeError
 from node.runtime import wire
 from node.runtime.services import (
+    FORCED_PULL_INTERVALS,
     OUTBOX_HIGH_WATER,
     REGOSSIP_INTERVAL_S,
     SYNC_INTERVAL_S,
@@ -130,13 +131,50 @@ def test_news_of_a_later_height_polls_at_once() -> None:
 
 
 def test_a_slow_height_that_keeps_hearing_votes_pulls_none() -> None:
+    """Under load a height lasts longer than the 1 s period (here 2.5 periods), with votes
+    arriving all along: no pulls."""
+    svc, host, net = services()
+
+    def hear_a_vote() -> None:
+        svc.heard += 1
+
+    def commit() -> None:
+        host.height += 1
+
+    run_for(40 * REGOSSIP_INTERVAL_S, svc.catch_up_loop,
+            every(REGOSSIP_INTERVAL_S / 2, hear_a_vote),
+            every(2.5 * REGOSSIP_INTERVAL_S, commit))
+    assert host.height >= 15
+    assert count(net, "/votes/1") == 0, net.requests
+
+
+def test_a_height_that_hears_only_useless_votes_still_pulls_now_and_then() -> None:
+    """Votes that arrive are not necessarily used (far-ahead rounds, conflicting votes of
+    one validator): a height and round that stay put pull every FORCED_PULL_INTERVALS
+    intervals whatever arrives, so no single validator can switch catch-up off."""
     svc, _host, net = services()
 
     def hear_a_vote() -> None:
         svc.heard += 1
 
-    run_for(20 * REGOSSIP_INTERVAL_S, svc.catch_up_loop,
-            every(REGOSSIP_INTERVAL_S / 2, hear_a_vote))
+    intervals = 4 * FORCED_PULL_INTERVALS
+    run_for((intervals + 0.5) * REGOSSIP_INTERVAL_S, svc.catch_up_loop,
+            every(REGOSSIP_INTERVAL_S / 3, hear_a_vote))
+    assert count(net, "/votes/1") == 4 * len(PEERS)
+
+
+def test_a_new_round_resets_the_forced_pull_count() -> None:
+    svc, host, net = services()
+
+    def hear_a_vote() -> None:
+        svc.heard += 1
+
+    def next_round() -> None:
+        host.engine.round += 1
+
+    run_for(6 * FORCED_PULL_INTERVALS * REGOSSIP_INTERVAL_S, svc.catch_up_loop,
+            every(REGOSSIP_INTERVAL_S / 3, hear_a_vote),
+            every((FORCED_PULL_INTERVALS - 1) * REGOSSIP_INTERVAL_S, next_round))
     assert count(net, "/votes/1") == 0, net.requests
 
 
@@ -168,6 +206,19 @@ def test_single_txs_admitted_together_leave_as_one_gossip_message() -> None:
     run_for(1.0, svc.gossip_loop, wallets)
     assert batches(net) == [[tx(i) for i in range(100)]]
     assert net.published[0][1] == "txs"
+
+
+def test_a_batch_that_fills_during_the_linger_leaves_at_once() -> None:
+    svc, _host, net = services()
+
+    async def submit() -> None:
+        await svc.broadcast_txs([tx(0)])
+        await trio.sleep(TX_LINGER_S / 10)
+        await svc.broadcast_txs([tx(i) for i in range(1, wire.MAX_TX_BATCH)])
+
+    run_for(1.0, svc.gossip_loop, submit)
+    assert [len(b) for b in batches(net)] == [wire.MAX_TX_BATCH]
+    assert net.published[0][0] < TX_LINGER_S / 2
 
 
 def test_the_outbox_splits_by_count_and_by_bytes_and_keeps_the_order() -> None:
