@@ -8,7 +8,6 @@ threshold), and nothing raises into the network layer.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -316,11 +315,7 @@ class NodeServices:
             still = 0
             for peer in self.net.peers():
                 await self._pull_votes(peer)
-            pending = self.host.mempool.pending(wire.MAX_TX_BATCH)
-            pending = pending[:wire.tx_batch_prefix(pending)]
-            if pending:
-                with contextlib.suppress(NodeError):
-                    await self.net.publish(self.host.tx_topic, wire.encode_tx_batch(pending))
+            await self.broadcast_txs(self.host.mempool.pending(wire.MAX_TX_BATCH))
 
     async def _pull_votes(self, peer: str) -> None:
         h = self.host

@@ -284,3 +284,15 @@ def test_a_failed_publish_is_logged_and_the_loop_goes_on(caplog) -> None:
     run_for(2.0, svc.gossip_loop, submit)
     assert batches(net) == [[tx(2)]]
     assert "could not gossip 1 transaction(s): no peer reads" in caplog.text
+
+
+def test_a_stalled_height_re_gossips_pending_txs_through_the_outbox() -> None:
+    """Re-gossip goes the way of every tx gossip: cut below the 1 MB limit (300 txs of 4 KiB
+    are 1.2 MB), nothing left out."""
+    svc, host, net = services()
+    pending = [tx(i, 4096) for i in range(300)]
+    host.mempool.pending = lambda limit: pending[:limit]
+    run_for(1.5 * REGOSSIP_INTERVAL_S, svc.catch_up_loop, svc.gossip_loop)
+    sent = batches(net)
+    assert len(sent) == 2 and [t for b in sent for t in b] == pending
+    assert all(len(data) <= wire.MAX_GOSSIP_BYTES for _, _, data in net.published)
