@@ -122,8 +122,9 @@ class TxSender:
             log.warning("own %s tx refused by the mempool: %s (%s)", type(body).__name__,
                         exc.reason, exc.code)
             return None
-        await self.services.broadcast_txs([raw])  # a failed publish is logged there: the
-        return tx_hash  # tx is in our mempool, which our proposals and re-gossip carry
+        # ahead of API txs; a failed publish is logged there: the tx is in our mempool,
+        await self.services.broadcast_txs([raw], urgent=True)  # which our proposals and
+        return tx_hash  # re-gossip carry
 
     def drop_stuck(self) -> None:
         """Drop our pending txs from the first one that no longer applies (e.g. a verdict

@@ -69,6 +69,7 @@ class NodeServices:
         self.compact_misses = 0  # compact proposals with a tx not in our mempool
         self.heard = 0  # consensus messages handed to the engine (a sign gossip flows)
         self._outbox: list[bytes] = []  # admitted txs not yet gossiped, in admission order
+        self._urgent: list[bytes] = []  # this node's own txs: they leave before the outbox
         self._outbox_filled = trio.Event()
         self._outbox_drained = trio.Event()
 
@@ -193,10 +194,16 @@ class NodeServices:
         self.txs_received += len(txs)
         self.txs_rejected += len(rejected)
 
-    async def broadcast_txs(self, txs: list[bytes]) -> None:
+    async def broadcast_txs(self, txs: list[bytes], urgent: bool = False) -> None:
         """Queue admitted txs for gossip (`gossip_loop` sends them, coalesced with others
-        admitted within TX_LINGER_S); wait while the outbox is over OUTBOX_HIGH_WATER."""
+        admitted within TX_LINGER_S); wait while the outbox is over OUTBOX_HIGH_WATER.
+        `urgent` txs (this node's own verdicts and results, a handful per block) go ahead
+        of the outbox and never wait: behind 8,000 API txs they could miss their deadline."""
         if not txs:
+            return
+        if urgent:
+            self._urgent.extend(txs)
+            self._outbox_filled.set()
             return
         self._outbox.extend(txs)
         self._outbox_filled.set()
@@ -205,22 +212,26 @@ class NodeServices:
 
     async def gossip_loop(self) -> None:
         """Publish the outbox in batches of at most MAX_TX_BATCH txs and MAX_GOSSIP_BYTES,
-        TX_LINGER_S after the first tx or as soon as a full batch waits. A publish that
-        fails is logged: its txs stay in the mempool, which this node proposes from and
-        re-gossips while a height stalls."""
+        TX_LINGER_S after the first tx or as soon as a full batch waits; urgent txs go
+        first, before each batch. A publish that fails is logged: its txs stay in the
+        mempool, which this node proposes from and re-gossips while a height stalls."""
         while True:
             await self._outbox_filled.wait()
             self._outbox_filled = trio.Event()
             with trio.move_on_after(TX_LINGER_S):  # or until a full batch waits
-                while len(self._outbox) < wire.MAX_TX_BATCH:
+                while len(self._outbox) < wire.MAX_TX_BATCH and not self._urgent:
                     await self._outbox_filled.wait()
                     self._outbox_filled = trio.Event()
-            while self._outbox:
-                count = wire.tx_batch_prefix(self._outbox)
-                batch, self._outbox = self._outbox[:count], self._outbox[count:]
-                if len(self._outbox) <= OUTBOX_HIGH_WATER:
-                    self._outbox_drained.set()
-                    self._outbox_drained = trio.Event()
+            while self._urgent or self._outbox:
+                if self._urgent:
+                    count = wire.tx_batch_prefix(self._urgent)
+                    batch, self._urgent = self._urgent[:count], self._urgent[count:]
+                else:
+                    count = wire.tx_batch_prefix(self._outbox)
+                    batch, self._outbox = self._outbox[:count], self._outbox[count:]
+                    if len(self._outbox) <= OUTBOX_HIGH_WATER:
+                        self._outbox_drained.set()
+                        self._outbox_drained = trio.Event()
                 try:
                     await self.net.publish(self.host.tx_topic, wire.encode_tx_batch(batch))
                 except NodeError as exc:

@@ -296,3 +296,25 @@ def test_a_stalled_height_re_gossips_pending_txs_through_the_outbox() -> None:
     sent = batches(net)
     assert len(sent) == 2 and [t for b in sent for t in b] == pending
     assert all(len(data) <= wire.MAX_GOSSIP_BYTES for _, _, data in net.published)
+
+
+def test_urgent_txs_leave_before_a_full_outbox_and_never_wait() -> None:
+    """A node's own verdicts and results must not queue behind 8,000 API txs."""
+    svc, _host, net = services()
+    net.publish_delay = 1.0
+    returned: list[float] = []
+
+    async def flood() -> None:
+        for i in range(8):
+            await svc.broadcast_txs([tx(1000 * i + j) for j in range(wire.MAX_TX_BATCH)])
+
+    async def own() -> None:
+        await trio.sleep(0.5)  # the first batch is being published, 7 more wait
+        await svc.broadcast_txs([tx(99_999)], urgent=True)
+        returned.append(trio.current_time())
+
+    run_for(20.0, svc.gossip_loop, flood, own)
+    assert returned == [0.5]
+    sent = batches(net)
+    assert len(sent) == 9 and sent[1] == [tx(99_999)]  # right after the batch in flight
+    assert [len(b) for b in sent[:1] + sent[2:]] == [wire.MAX_TX_BATCH] * 8
