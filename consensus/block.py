@@ -105,6 +105,20 @@ class Block:
     def encode(self) -> bytes:
         return encode(self.to_fields())
 
+    def body_mismatch(self) -> str | None:
+        """Why this body (last commit, txs, evidence) is not the one the header names, or
+        None. The block hash covers only the header, so a body that fails here is some
+        other block under a borrowed header: whoever relayed it is at fault, not the
+        proposer who signed the hash."""
+        h = self.header
+        if h.last_commit_hash != self.last_commit.hash():
+            return "last_commit_hash does not match the block's last commit"
+        if h.tx_root != merkle_root(list(self.tx_hashes)):
+            return "tx_root does not match the block's transactions"
+        if h.evidence_root != evidence_root(list(self.evidence)):
+            return "evidence_root does not match the block's evidence"
+        return None
+
     @classmethod
     def decode(cls, raw: bytes, max_bytes: int, max_txs: int) -> Block:
         header, txs, evidence, last_commit = expect_list(decode(raw, max_bytes), 4, "block")

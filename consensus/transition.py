@@ -7,7 +7,7 @@ modified, so a block that fails half-way leaves nothing behind.
 
 from __future__ import annotations
 
-from consensus.block import Block, evidence_root
+from consensus.block import Block
 from consensus.crypto import verify_signature
 from consensus.errors import (
     AmountOverflow,
@@ -30,7 +30,7 @@ from consensus.errors import (
     WrongChainId,
 )
 from consensus.evidence import DuplicateVoteEvidence
-from consensus.hashing import merkle_root, sha256
+from consensus.hashing import sha256
 from consensus.market_rules import begin_market_block, end_market_block, process_market_tx
 from consensus.params import BPS, MAX_AMOUNT, ChainParams
 from consensus.sigcache import SigCache
@@ -85,12 +85,9 @@ def process_header(state: State, block: Block) -> None:
         raise InvalidBlock("validators_hash does not match the current validator set")
     if not any(v.address == h.proposer for v in state.validators):
         raise InvalidBlock(f"proposer {h.proposer.hex()} is not a validator")
-    if h.last_commit_hash != block.last_commit.hash():
-        raise InvalidBlock("last_commit_hash does not match the block's last commit")
-    if h.tx_root != merkle_root(list(block.tx_hashes)):
-        raise InvalidBlock("tx_root does not match the block's transactions")
-    if h.evidence_root != evidence_root(list(block.evidence)):
-        raise InvalidBlock("evidence_root does not match the block's evidence")
+    mismatch = block.body_mismatch()
+    if mismatch is not None:
+        raise InvalidBlock(mismatch)
     if len(block.txs) > state.params.max_block_txs:
         raise InvalidBlock(f"{len(block.txs)} txs, limit is {state.params.max_block_txs}")
 

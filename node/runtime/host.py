@@ -85,10 +85,13 @@ class Candidate:
 @dataclass(frozen=True, slots=True)
 class SyncedBlock:
     """A block fetched by catch-up sync and the commit said to certify it; the host checks
-    the commit against its own validator set before applying it."""
+    the commit against its own validator set before applying it. `settled`, if given, is
+    called once the host is done with it: with None when the block is committed or no
+    longer needed (our tip moved past it), with the reason when the host refuses it."""
 
     block: Block
     commit: Commit
+    settled: Callable[[str | None], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,9 +416,14 @@ class ConsensusHost:
         return candidate
 
     def _validate_block(self, raw: bytes, block_hash: bytes, block: Block | None = None
-                        ) -> bool:
+                        ) -> bool | None:
         """valid(v): decodes, has the proposal's hash and applies on our state. Cached.
-        `block`, when given, is `raw` already decoded (a block rebuilt from the mempool)."""
+        `block`, when given, is `raw` already decoded (a block rebuilt from the mempool).
+
+        None when `raw` is not the proposal's block at all: undecodable, another hash, or
+        a body its header does not name. That is the fault of whoever sent it, not of the
+        proposer, so it is neither cached nor handed to the engine: an honest copy of the
+        block, from another peer, must still count (the engine keeps one per round)."""
         if block_hash in self.candidates:
             return self.candidates[block_hash].after is not None
         if block is None:
@@ -424,9 +432,13 @@ class ConsensusHost:
                                      self.params.max_block_txs)
             except DecodeError as exc:  # the codec raises nothing else on any input (tested)
                 log.info("undecodable proposed block: %s", exc)
-                return False
+                return None
         if block.hash() != block_hash:
-            return False
+            return None
+        mismatch = block.body_mismatch()
+        if mismatch is not None:
+            log.info("block %s came with another body: %s", block_hash.hex()[:12], mismatch)
+            return None
         self.verifier.verify_raw(list(block.txs), self.params.max_tx_bytes,
                                  list(block.tx_hashes))
         try:
@@ -449,8 +461,10 @@ class ConsensusHost:
 
     async def _adopt(self, synced: SyncedBlock) -> None:
         """Commit a block obtained by sync, if it extends our tip and its commit holds."""
-        block = synced.block
+        block, settled = synced.block, synced.settled or (lambda why: None)
         if block.height != self.height + 1:
+            settled(None if block.height <= self.height else
+                    f"block {block.height} does not follow our tip {self.height}")
             return
         try:
             verify_commit(synced.commit, self.chain_id, block.height, block.hash(),
@@ -458,9 +472,11 @@ class ConsensusHost:
             after = apply_block(self.state, block, self.params, self.cache)
         except InvalidBlock as exc:
             log.warning("refusing synced block %d: %s", block.height, exc)
+            settled(f"block {block.height}: {exc}")
             return
         await self._store_and_advance(block, after, synced.commit)
         await self.handle(StartHeight(after.height + 1, self.validator_set()), log_it=False)
+        settled(None)
 
     async def _store_and_advance(self, block: Block, after: State, commit: Commit,
                                  raw: bytes | None = None) -> None:

@@ -42,6 +42,9 @@ OUTBOX_HIGH_WATER = 4 * wire.MAX_TX_BATCH
 """Txs waiting to be gossiped past which `broadcast_txs` waits for the outbox to drain
 (gossip backpressure reaches the API clients, as before the outbox)."""
 MAX_SYNC_RESPONSE_BYTES = 32 * 1024 * 1024
+PULL_DEADLINE_S = 2 * REQUEST_TIMEOUT_S
+"""How long one peer's pulled proposals and votes may take to handle: a proposal whose
+block we lack costs a fetch of up to REQUEST_TIMEOUT_S."""
 
 
 class Network(Publisher, Protocol):
@@ -55,6 +58,21 @@ class Network(Publisher, Protocol):
                       max_response: int) -> bytes: ...
     def peers(self) -> list[str]: ...
     def report_bad(self, peer_id: str, reason: str) -> None: ...
+
+
+class _SyncBatch:
+    """How the host settled the blocks of one sync response: `done` once it is through
+    them all, or at the first it refuses (`refusal` says why)."""
+
+    def __init__(self, count: int) -> None:
+        self.left, self.refusal, self.done = count, None, trio.Event()
+
+    def settled(self, why: str | None) -> None:
+        self.left -= 1
+        if why is not None and self.refusal is None:
+            self.refusal = why
+        if why is not None or self.left == 0:
+            self.done.set()
 
 
 class NodeServices:
@@ -158,6 +176,8 @@ class NodeServices:
                                 p.sign_message(h.chain_id)):
             self.net.report_bad(peer, "proposal with a bad signature")
             return
+        if h.engine.height == p.height and p.round in h.engine.proposals:
+            return  # the engine keeps the first per round: no block fetch for a repeat
         decoded: Block | None = None
         if isinstance(msg, wire.CompactProposal):
             if msg.header.hash() != p.block_hash:
@@ -174,6 +194,9 @@ class NodeServices:
         if block is None or p.height != h.height + 1:
             return
         valid = h._validate_block(block, p.block_hash, decoded)
+        if valid is None:  # not the signed block: the sender's doing, not the proposer's
+            self.net.report_bad(peer, "proposal with a block that is not the proposed one")
+            return
         self.heard += 1
         await h.submit(ProposalReceived(p, valid))
 
@@ -247,10 +270,15 @@ class NodeServices:
         store, items, size = self.host.store, [], 0
         for height in range(start, min(start + count, self.host.height + 1)):
             raw, commit = store.get_block(height), store.get_seen_commit(height)
-            if raw is None or commit is None or size + len(raw) > MAX_SYNC_RESPONSE_BYTES:
+            if raw is None or commit is None:
+                break
+            # the whole encoded item counts (a commit grows with the validator set): the
+            # requester refuses a response over the limit, and would never get past it
+            item = len(raw) + len(wire.encode(commit.to_fields())) + 16
+            if items and size + item > MAX_SYNC_RESPONSE_BYTES:
                 break
             items.append((raw, commit))
-            size += len(raw)
+            size += item
         return wire.encode_blocks(items)
 
     async def serve_block(self, peer: str, request: bytes) -> bytes:
@@ -295,16 +323,19 @@ class NodeServices:
             items = wire.decode_blocks(raw, h.params.max_block_bytes)
             if not items:
                 return
-            for block_raw, commit in items:
-                block = Block.decode(block_raw, h.params.max_block_bytes,
-                                     h.params.max_block_txs)
-                await h.submit(SyncedBlock(block, commit))  # checked and applied in order
-            target = h.height + len(items)
+            blocks = [(Block.decode(block_raw, h.params.max_block_bytes,
+                                    h.params.max_block_txs), commit)
+                      for block_raw, commit in items]
+            batch = _SyncBatch(len(blocks))
+            for block, commit in blocks:  # checked and applied in order
+                await h.submit(SyncedBlock(block, commit, batch.settled))
             with trio.move_on_after(REQUEST_TIMEOUT_S):
-                while h.height < target:
-                    await h.progress.wait()
-            if h.height < target:
-                return  # the host refused a block (bad commit or invalid): try another peer
+                await batch.done.wait()
+            if batch.refusal is not None:  # a block that does not follow, a bad commit
+                self.net.report_bad(peer, f"sync served a block we refuse: {batch.refusal}")
+                return
+            if not batch.done.is_set():
+                return  # the host is slow to apply them: the next round goes on from there
 
     async def catch_up_loop(self) -> None:
         """Gossip is lossy and a restarted node missed what was said before it came back:
@@ -337,9 +368,10 @@ class NodeServices:
         except (NodeError, DecodeError) as exc:
             log.info("could not pull votes from %s: %s", peer, exc)
             return
-        for message in messages:
-            if self._check_consensus(peer, message):
-                await self.on_consensus(peer, message)
+        with trio.move_on_after(PULL_DEADLINE_S):  # a reply's block fetches stay bounded
+            for message in dict.fromkeys(messages):  # each once, in the peer's order
+                if self._check_consensus(peer, message):
+                    await self.on_consensus(peer, message)
 
     async def serve_votes(self, peer: str, request: bytes) -> bytes:
         items = wire.decode(request, 64)
