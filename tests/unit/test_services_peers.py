@@ -117,9 +117,11 @@ def test_a_relay_pairing_a_signed_proposal_with_other_bytes_is_reported_not_beli
                               [block.header.to_fields(), [], [],
                                block.last_commit.to_fields()]])
             await svc.on_consensus("relay", compact)
+            await trio.testing.wait_all_tasks_blocked(0.05)  # the host had its turn
             assert host.engine.proposals == {}  # none of them reached the engine
             assert [peer for peer, _ in net.reports] == ["relay"] * 4
             await svc.on_consensus("proposer", wire.encode_proposal(prop, block.encode()))
+            await trio.testing.wait_all_tasks_blocked(0.05)
             assert host.engine.proposals == {0: (prop, True)}
             assert len(net.reports) == 4
 
@@ -137,6 +139,7 @@ def test_an_invalid_block_that_is_the_signed_one_is_the_proposers_fault(
             bad = chain.build(proposer=proposer, time_ms=chain.state.time_ms)  # time not after
             prop = signed_proposal(host, bad)
             await svc.on_consensus("proposer", wire.encode_proposal(prop, bad.encode()))
+            await trio.testing.wait_all_tasks_blocked(0.05)
             assert host.engine.proposals == {0: (prop, False)}
             assert net.reports == []  # the relay passed on what the proposer signed
 
