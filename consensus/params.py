@@ -13,6 +13,9 @@ DENOM = "ujev"
 UJEV_PER_JEV = 10**6
 MAX_AMOUNT = MAX_INT64  # no balance, stake, amount or total supply may exceed this
 BPS = 10_000  # basis points denominator
+MAX_BLOCK_BYTES_LIMIT = 8 * 1024 * 1024 - 64 * 1024
+"""The largest max_block_bytes a genesis may set: a node logs each proposal with its block
+as one consensus WAL record of at most 8 MiB (node/runtime/wal.py), with room to spare."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,10 @@ class ChainParams:
             raise DecodeError(f"params.max_tx_bytes: {self.max_tx_bytes} is below 256 bytes")
         if self.max_block_bytes < self.max_tx_bytes:
             raise DecodeError("params.max_block_bytes must be at least params.max_tx_bytes")
+        if self.max_block_bytes > MAX_BLOCK_BYTES_LIMIT:
+            raise DecodeError(f"params.max_block_bytes: {self.max_block_bytes} is over "
+                              f"{MAX_BLOCK_BYTES_LIMIT} (a proposal's block must fit one "
+                              f"record of a node's consensus log)")
 
     def hash(self) -> bytes:
         return sha256(encode(self.to_fields()))

@@ -136,6 +136,7 @@ async def _stop_on_signal(scope: trio.CancelScope) -> None:
 
 async def _write_status(path: Path, host: ConsensusHost, net: P2PNode) -> None:
     previous = (time.monotonic(), host.committed_txs)
+    failing: int | None = None  # the errno of the last failed write: said once, not 1/s
     while True:
         await trio.sleep(1.0)
         now = time.monotonic()
@@ -148,4 +149,12 @@ async def _write_status(path: Path, host: ConsensusHost, net: P2PNode) -> None:
                   "time_ms": time.time_ns() // 1_000_000, "jobs": job_counts(host.state)}
         # a progress report, rewritten every second: atomic for readers, no fsync (on a
         # slow disk two fsyncs a second stalled the node's loop)
-        atomic_write(path, (json.dumps(status) + "\n").encode(), durable=False)
+        try:
+            atomic_write(path, (json.dumps(status) + "\n").encode(), durable=False)
+        except OSError as exc:  # a progress file must not stop a validator (disk full)
+            if failing != exc.errno:
+                log.warning("cannot write %s: %s (retrying every second)", path,
+                            exc.strerror or exc)
+            failing = exc.errno
+        else:
+            failing = None

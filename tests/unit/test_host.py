@@ -87,9 +87,9 @@ def test_signing_runs_off_the_trio_loop(tmp_path: Path) -> None:
 @pytest.mark.parametrize("record", [b"", b"\x92\x09\x01"], ids=["zeroed", "unknown kind"])
 def test_an_unreadable_wal_record_stops_the_node_with_the_way_out(tmp_path: Path,
                                                                    record: bytes) -> None:
-    """A record whose checksum holds but that does not decode (a crash can leave a zeroed
-    region, which reads as an empty record with CRC 0) is reported as WAL corruption,
-    naming the file and what to do, not as a bare decoding error."""
+    """A record whose checksums hold but that does not decode (an empty one, another
+    version's kind) is reported as WAL corruption, naming the file and what to do, not as
+    a bare decoding error."""
     net = make_net((DEV_STAKE,) * 4, label="host")
     wal = tmp_path / "consensus.wal"
     log = Wal(wal)
@@ -113,7 +113,7 @@ def test_an_unreadable_wal_record_stops_the_node_with_the_way_out(tmp_path: Path
     error = first_jevons_error(caught.value)
     assert isinstance(error, WalCorrupt)
     assert str(wal) in str(error) and "record 1 is unreadable" in str(error)
-    assert "Move the file aside" in str(error)
+    assert "move it aside" in str(error) and "lock" in str(error)
 
 
 class GatedStore(BlockStore):
@@ -244,3 +244,19 @@ def test_only_admitted_txs_enter_the_signature_cache(tmp_path: Path) -> None:
         assert sha256(good) in host.cache and sha256(refused) not in host.cache
 
     trio.run(main)
+
+
+def test_a_system_error_that_stops_the_node_is_one_line_naming_the_file() -> None:
+    """A full disk used to end the node with pages of ExceptionGroup traceback."""
+    from node.errors import NodeError
+
+    full = OSError(28, "No space left on device", "/home/v/data/status.json")
+    group = BaseExceptionGroup("tasks", [ValueError("later"),
+                                         BaseExceptionGroup("inner", [full])])
+    error = first_jevons_error(group)
+    assert isinstance(error, NodeError)
+    assert str(error) == ("the node stopped: system error on /home/v/data/status.json: "
+                          "No space left on device")
+    ours = WalCorrupt("the log is corrupt")
+    assert first_jevons_error(BaseExceptionGroup("tasks", [full, ours])) is ours
+    assert first_jevons_error(BaseExceptionGroup("tasks", [ValueError("x")])) is None
