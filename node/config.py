@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -130,8 +132,10 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
         raise ConfigError(
             f"[chain] block_time_ms must be an integer in 10..600000, got {block_time!r}")
     host, _, port = _str(api, "api", "listen", ApiConfig.listen).rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"[api] listen must be HOST:PORT, got {api.get('listen')!r}")
+    if (not _is_host(host) or not port.isascii() or not port.isdigit()
+            or not 0 <= int(port) <= 65535):
+        raise ConfigError(f"[api] listen must be HOST:PORT with an IP address or host name "
+                          f"and a port 0..65535 (0: any free one), got {api.get('listen')!r}")
     return NodeConfig(
         moniker=_str(node, "node", "moniker", "node"),
         role=role,
@@ -201,3 +205,16 @@ def load_config(path: Path) -> NodeConfig:
         return parse_config(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+
+
+LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST_NAME = re.compile(rf"(?=.{{1,253}}$){LABEL}(?:\.{LABEL})*\.?")
+
+
+def _is_host(host: str) -> bool:
+    """An IP address ([::1] for IPv6, as in a URL) or a DNS host name."""
+    try:
+        ipaddress.ip_address(host[1:-1] if host.startswith("[") else host)
+        return True
+    except ValueError:
+        return HOST_NAME.fullmatch(host) is not None

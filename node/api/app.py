@@ -19,6 +19,7 @@ from node.api.errors import on_http_exception, on_unexpected
 from node.api.metrics import NodeMetrics
 from node.api.routing import Api, Operation, Reply, json_response, openapi_document
 from node.api.schemas import SCHEMAS
+from node.errors import NodeError, first_of
 from node.runtime.services import NodeServices
 
 # Each module exports OPERATIONS; order matters only where paths overlap (/blocks/latest
@@ -91,4 +92,11 @@ async def serve_api(app: Starlette, listen: str,
     config.bind = [listen]
     config.accesslog = None
     config.errorlog = None
-    await serve(app, config, task_status=task_status)  # started once bound
+    try:
+        await serve(app, config, task_status=task_status)  # started once bound
+    except (OSError, BaseExceptionGroup) as exc:  # taken, or a host that does not resolve
+        error = first_of(exc, OSError)
+        if error is None:
+            raise
+        raise NodeError(f"the API cannot listen on {listen}: {error.strerror or error}"
+                        ) from exc

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TypeVar
 
 import click
 
@@ -19,7 +18,7 @@ from genesis.dev import dev_addresses, make_genesis
 from genesis.document import CHAIN_ID_RE, load_genesis
 from node.cli.wallet import wallet
 from node.config import ROLES, ChainConfig, NodeConfig
-from node.errors import NodeError
+from node.errors import NodeError, first_of
 from node.home import write_home
 from node.keys import new_private_key
 from node.testnet import create_testnet
@@ -172,29 +171,17 @@ def node_start(home: Path, blocks: int, txs_per_block: int, log_level: str,
     click.echo(f"stopped at height {height}")
 
 
-E = TypeVar("E", bound=BaseException)
-
-
 def first_jevons_error(group: BaseExceptionGroup) -> JevonsError | None:
     """The error to show for a node that stopped: ours, or else a system error (a full
     disk, a directory made read-only) as one line naming the file, not a traceback."""
-    found = _first_of(group, JevonsError)
+    found = first_of(group, JevonsError)
     if found is not None:
         return found
-    system = _first_of(group, OSError)
+    system = first_of(group, OSError)
     if system is None:
         return None
     where = f" on {system.filename}" if system.filename else ""
     return NodeError(f"the node stopped: system error{where}: {system.strerror or system}")
-
-
-def _first_of(group: BaseExceptionGroup, kind: type[E]) -> E | None:
-    for exc in group.exceptions:
-        if isinstance(exc, kind):
-            return exc
-        if isinstance(exc, BaseExceptionGroup) and (found := _first_of(exc, kind)):
-            return found
-    return None
 
 
 @cli.command()

@@ -33,6 +33,9 @@ def test_round_trip(tmp_path: Path) -> None:
     ({"p2p": {"bootstrap": "x"}}, "bootstrap must be a list"),
     ({"api": {"listen": "localhost"}}, "HOST:PORT"),
     ({"api": {"listen": "127.0.0.1:99999"}}, "HOST:PORT"),
+    ({"api": {"listen": "no such host!:80"}}, "an IP address or host name"),
+    ({"api": {"listen": ":8080"}}, "HOST:PORT"),
+    ({"api": {"listen": "127.0.0.1:\uff18\uff10"}}, "HOST:PORT"),  # fullwidth: isdigit()
     ({"chain": {"block_time_ms": 1.5}}, "block_time_ms"),
     ({"chain": {"block_time_ms": 1}}, "block_time_ms"),
     ({"consensus": {"timeout_commit_ms": -1}}, r"\[consensus\] timeout_commit_ms must be an "
@@ -74,3 +77,28 @@ def test_json_log_lines_are_parseable() -> None:
     entry = json.loads(JsonFormatter().format(record))
     assert entry["msg"] == "committed block 7" and entry["level"] == "info"
     assert entry["logger"] == "jevons.consensus" and entry["ts"].endswith("Z")
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:0", "localhost:26601", "[::1]:26601",
+                                    "node-1.example.com:80", "0.0.0.0:65535"])
+def test_good_api_listen_values(listen: str) -> None:
+    assert parse_config({"api": {"listen": listen}}).api.listen == listen
+
+
+def test_an_api_address_already_taken_is_one_clear_error() -> None:
+    """It used to end the node with hypercorn's traceback, consensus already running."""
+    import socket
+
+    import trio
+    from starlette.applications import Starlette
+
+    from node.api.app import serve_api
+    from node.errors import NodeError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(NodeError, match=f"the API cannot listen on {listen}: "
+                                            "Address already in use"):
+            trio.run(serve_api, Starlette(), listen)
