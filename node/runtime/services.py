@@ -246,15 +246,13 @@ class NodeServices:
                     await self._outbox_filled.wait()
                     self._outbox_filled = trio.Event()
             while self._urgent or self._outbox:
-                if self._urgent:
-                    count = wire.tx_batch_prefix(self._urgent)
-                    batch, self._urgent = self._urgent[:count], self._urgent[count:]
-                else:
-                    count = wire.tx_batch_prefix(self._outbox)
-                    batch, self._outbox = self._outbox[:count], self._outbox[count:]
-                    if len(self._outbox) <= OUTBOX_HIGH_WATER:
-                        self._outbox_drained.set()
-                        self._outbox_drained = trio.Event()
+                queue = self._urgent or self._outbox
+                count = wire.tx_batch_prefix(queue)
+                batch = queue[:count]
+                del queue[:count]
+                if queue is self._outbox and len(queue) <= OUTBOX_HIGH_WATER:
+                    self._outbox_drained.set()
+                    self._outbox_drained = trio.Event()
                 try:
                     await self.net.publish(self.host.tx_topic, wire.encode_tx_batch(batch))
                 except NodeError as exc:

@@ -55,7 +55,7 @@ def _head(path: Path) -> bytes:
 def encode_record(payload: bytes) -> bytes:
     if len(payload) > MAX_RECORD:
         raise ValueError(f"WAL record of {len(payload)} bytes exceeds {MAX_RECORD}")
-    head = struct.pack(">II", len(payload), zlib.crc32(payload))
+    head = LEGACY_HEADER.pack(len(payload), zlib.crc32(payload))
     return head + struct.pack(">I", zlib.crc32(head)) + payload
 
 
@@ -65,7 +65,7 @@ class Wal:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists() and _head(path) != MAGIC:
             self._rewrite(list(replay(path)))  # an older log (or an empty file)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._fd = self._open()
         if os.fstat(self._fd).st_size == 0:
             self._write(MAGIC)
             os.fsync(self._fd)
@@ -108,7 +108,10 @@ class Wal:
         """Start a new log holding only `keep_from` (called at a new height)."""
         self._rewrite([keep_from])
         self.close()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._fd = self._open()
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def _rewrite(self, payloads: list[bytes]) -> None:
         """Replace the log by one holding `payloads`: written and synced aside, renamed
@@ -148,7 +151,8 @@ def _records(path: Path, data: bytes, header: struct.Struct, offset: int) -> Ite
             _truncate(path, offset)  # a torn header
             return
         length, crc, *head_crc = header.unpack_from(data, offset)
-        bad_head = head_crc[0] != zlib.crc32(data[offset:offset + 8]) if head_crc else \
+        first = data[offset:offset + LEGACY_HEADER.size]  # what the header checksum covers
+        bad_head = head_crc[0] != zlib.crc32(first) if head_crc else \
             length == crc == 0  # the old format read zeros as an empty record
         if bad_head and _zeros_from(data, offset):
             _truncate(path, offset)  # a power cut extended the file without its data (the
