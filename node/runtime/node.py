@@ -61,7 +61,7 @@ async def run_node(home: Home, timeouts: TimeoutConfig | None = None,
             async with net.running(), trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
                 await nursery.start(host.run)
-                nursery.start_soon(services.run)
+                await nursery.start(services.run)
                 nursery.start_soon(_write_status, home.paths.data / STATUS_FILE, host, net)
                 metrics = NodeMetrics(services)
                 host.commit_listeners.append(lambda _block, after: metrics.set_jobs_by_state(

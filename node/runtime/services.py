@@ -14,7 +14,7 @@ from typing import Protocol
 
 import trio
 
-from consensus.bft.messages import ProposalReceived, VoteReceived
+from consensus.bft.messages import Proposal, ProposalReceived, VoteReceived
 from consensus.block import Block
 from consensus.crypto import verify_signature
 from consensus.errors import DecodeError
@@ -43,8 +43,17 @@ OUTBOX_HIGH_WATER = 4 * wire.MAX_TX_BATCH
 (gossip backpressure reaches the API clients, as before the outbox)."""
 MAX_SYNC_RESPONSE_BYTES = 32 * 1024 * 1024
 PULL_DEADLINE_S = 2 * REQUEST_TIMEOUT_S
-"""How long one peer's pulled proposals and votes may take to handle: a proposal whose
-block we lack costs a fetch of up to REQUEST_TIMEOUT_S."""
+"""How long one peer's pulled proposals and votes may take to handle."""
+MAX_FETCHES_PER_ROUND = 4
+"""Block fetches for one round's proposal (one at a time, each up to REQUEST_TIMEOUT_S).
+Only the round's proposer can sign a proposal for it, and an honest one signs one block:
+this bounds what a Byzantine proposer signing many blocks no peer has can make us do, and
+leaves room for an honest block whose first fetches failed (catch-up offers it again,
+from another peer)."""
+FETCH_ROUNDS_AHEAD = 2
+"""Proposals for rounds further ahead of our engine than this are not fetched (catch-up
+pulls them when we get there). Earlier rounds are: a block precommitted in a round we
+have left still decides the height."""
 
 
 class Network(Publisher, Protocol):
@@ -90,6 +99,9 @@ class NodeServices:
         self._urgent: list[bytes] = []  # this node's own txs: they leave before the outbox
         self._outbox_filled = trio.Event()
         self._outbox_drained = trio.Event()
+        self._tasks: trio.Nursery | None = None  # block fetches, set by `run`
+        self._fetches: dict[tuple[int, int], int] = {}  # (height, round) -> fetches begun
+        self._fetching: set[tuple[int, int]] = set()  # rounds with a fetch under way
 
     def install(self) -> None:
         h = self.host
@@ -100,11 +112,21 @@ class NodeServices:
         self.net.set_handler(self.block_proto, self.serve_block, 64)
         self.net.set_handler(self.votes_proto, self.serve_votes, 64)
 
-    async def run(self) -> None:
+    async def run(self, loops: bool = True,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled: block fetches for proposals (always) and, with `loops`,
+        sync, catch-up and tx gossip."""
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.sync_loop)
-            nursery.start_soon(self.catch_up_loop)
-            nursery.start_soon(self.gossip_loop)
+            self._tasks = nursery
+            try:
+                if loops:
+                    nursery.start_soon(self.sync_loop)
+                    nursery.start_soon(self.catch_up_loop)
+                    nursery.start_soon(self.gossip_loop)
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._tasks = None
 
     # --- gossip in ------------------------------------------------------------------------
 
@@ -176,9 +198,8 @@ class NodeServices:
                                 p.sign_message(h.chain_id)):
             self.net.report_bad(peer, "proposal with a bad signature")
             return
-        if h.engine.height == p.height and p.round in h.engine.proposals:
+        if self._has_proposal(p):
             return  # the engine keeps the first per round: no block fetch for a repeat
-        decoded: Block | None = None
         if isinstance(msg, wire.CompactProposal):
             if msg.header.hash() != p.block_hash:
                 self.net.report_bad(peer, "compact block does not match its proposal")
@@ -186,19 +207,60 @@ class NodeServices:
             rebuilt = self._rebuild(msg)
             if rebuilt is None:
                 self.compact_misses += 1
-                block = await self._fetch_block(peer, p.block_hash)
-            else:
-                block, decoded = rebuilt
+                self._start_fetch(peer, p)
+                return
+            await self._propose(peer, p, *rebuilt)
+        elif msg.block:
+            await self._propose(peer, p, msg.block)
         else:
-            block = msg.block or await self._fetch_block(peer, p.block_hash)
-        if block is None or p.height != h.height + 1:
-            return
-        valid = h._validate_block(block, p.block_hash, decoded)
+            self._start_fetch(peer, p)
+
+    def _has_proposal(self, p: Proposal) -> bool:
+        engine = self.host.engine
+        return engine.height == p.height and p.round in engine.proposals
+
+    async def _propose(self, peer: str, p: Proposal, raw: bytes,
+                       decoded: Block | None = None) -> None:
+        """Check a proposal's block and hand both to the engine."""
+        h = self.host
+        valid = h._validate_block(raw, p.block_hash, decoded)
         if valid is None:  # not the signed block: the sender's doing, not the proposer's
             self.net.report_bad(peer, "proposal with a block that is not the proposed one")
             return
         self.heard += 1
         await h.submit(ProposalReceived(p, valid))
+
+    def _start_fetch(self, peer: str, p: Proposal) -> None:
+        """Fetch a proposal's block from `peer` in the background: a fetch takes up to
+        REQUEST_TIMEOUT_S and consensus gossip must flow meanwhile (inline, a proposer
+        signing blocks nobody has held every vote up for 10 s, again and again). One
+        fetch at a time per round, MAX_FETCHES_PER_ROUND in all, none for rounds more than
+        FETCH_ROUNDS_AHEAD ahead of ours, and none before `run` has started; a proposal
+        left out is pulled again by catch-up."""
+        h, key = self.host, (p.height, p.round)
+        if self._tasks is None or key in self._fetching:
+            return
+        if h.engine.height == p.height and p.round > h.engine.round + FETCH_ROUNDS_AHEAD:
+            return
+        for old in [k for k in self._fetches if k[0] < p.height]:
+            del self._fetches[old]
+        if self._fetches.get(key, 0) >= MAX_FETCHES_PER_ROUND:
+            return
+        self._fetches[key] = self._fetches.get(key, 0) + 1
+        self._fetching.add(key)
+        self._tasks.start_soon(self._fetch_and_propose, peer, p)
+
+    async def _fetch_and_propose(self, peer: str, p: Proposal) -> None:
+        try:
+            raw = await self._fetch_block(peer, p.block_hash)
+        finally:
+            self._fetching.discard((p.height, p.round))
+        h = self.host
+        if raw is None or self._has_proposal(p):
+            return
+        await h.wait_for_commit(p.height)
+        if p.height == h.height + 1:
+            await self._propose(peer, p, raw)
 
     async def _fetch_block(self, peer: str, block_hash: bytes) -> bytes | None:
         try:

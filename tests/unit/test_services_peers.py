@@ -5,6 +5,8 @@ store and scripted peers in place of the network.
   honest copy still counts (the engine keeps one proposal per round).
 - Sync: one pass takes a node all the way to the peer's tip, with no timeout waited out; a
   peer serving blocks whose commit does not hold is reported and the next peer serves.
+- A proposer signing blocks nobody has cannot hold consensus gossip up: block fetches run
+  beside it, one at a time per round and a bounded number per round.
 - A votes-pull reply is handled once per distinct message and within a deadline.
 - A blocks response stays under the requester's limit, commits included.
 """
@@ -24,11 +26,13 @@ from consensus.bft.engine import TimeoutConfig
 from consensus.bft.messages import Proposal
 from consensus.block import Block
 from consensus.codec import encode
-from consensus.vote import Commit
+from consensus.vote import Commit, Vote, VoteType
 from node.p2p.errors import RequestTimeout
 from node.runtime import wire
 from node.runtime.host import ConsensusHost
 from node.runtime.services import (
+    FETCH_ROUNDS_AHEAD,
+    MAX_FETCHES_PER_ROUND,
     MAX_SYNC_RESPONSE_BYTES,
     PULL_DEADLINE_S,
     REQUEST_TIMEOUT_S,
@@ -77,7 +81,9 @@ async def running(tmp_path: Path, net: ScriptedNet
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(host.run)
-                yield host, NodeServices(host, net)
+                services = NodeServices(host, net)
+                await nursery.start(services.run, False)  # block fetches, no loops
+                yield host, services
                 nursery.cancel_scope.cancel()
         finally:
             host.close()
@@ -211,36 +217,109 @@ def test_a_blocks_response_fits_the_requesters_limit_with_its_commits() -> None:
 # --- votes pull ---------------------------------------------------------------------------
 
 
-def test_a_votes_reply_is_handled_once_per_message_and_within_a_deadline(
-        tmp_path: Path) -> None:
-    chain = Chain(NET)
+def stalling_fetches(reply: list[bytes]) -> tuple[object, list[float]]:
+    """A peer that answers votes pulls with `reply[0]` and stalls every block fetch."""
     fetches: list[float] = []
 
     async def serve(peer: str, protocol: str, payload: bytes, timeout: float) -> bytes:
         if protocol.endswith("/votes/1"):
-            return reply
-        fetches.append(trio.current_time())  # a block fetch: the peer stalls it
+            return reply[0]
+        fetches.append(trio.current_time())
         await trio.sleep(timeout)
         raise RequestTimeout("stalled")
 
+    return serve, fetches
+
+
+def compact_nobody_has(host: ConsensusHost, chain: Chain, round_: int, salt: int) -> bytes:
+    """A signed compact proposal for `round_` whose one tx no mempool holds."""
+    user = NET.user_keys[1]
+    tx = chain.transfer(user, addr(NET.user_keys[2]), 1 + salt, nonce=0).encode()
+    block = chain.build([tx], proposer=host.validator_set().proposer(1, round_))
+    return wire.encode_compact_proposal(signed_proposal(host, block, round_), block)
+
+
+def test_a_proposer_signing_blocks_nobody_has_cannot_hold_up_votes(tmp_path: Path) -> None:
+    """Before, each such proposal's fetch ran inside the one task that delivers consensus
+    gossip: 10 s with no vote reaching the engine, for every distinct block it signed."""
+    chain = Chain(NET)
+    serve, fetches = stalling_fetches([b""])
+
     async def main() -> None:
-        nonlocal reply
+        net = ScriptedNet(serve)
+        async with running(tmp_path, net) as (host, svc):
+            start = trio.current_time()
+            for salt in range(3 * MAX_FETCHES_PER_ROUND):  # distinct blocks, one round
+                await svc.on_consensus("proposer", compact_nobody_has(host, chain, 0, salt))
+            voter = NET.validator_keys[1]
+            vote = Vote(VoteType.PREVOTE, 1, 0, b"", addr(voter)).signed(voter, NET.chain_id)
+            await svc.on_consensus("voter", wire.encode_vote(vote))
+            await trio.testing.wait_all_tasks_blocked(0.05)
+            assert trio.current_time() - start < 1  # the vote did not wait on any fetch
+            assert addr(voter) in host.engine.prevotes[0].by_value[b""]
+            assert len(fetches) == 1  # one at a time per round
+            await trio.sleep(MAX_FETCHES_PER_ROUND * (REQUEST_TIMEOUT_S + 1))
+            for salt in range(MAX_FETCHES_PER_ROUND):  # each a fresh block of that round
+                await svc.on_consensus("proposer", compact_nobody_has(host, chain, 0, salt))
+                await trio.sleep(REQUEST_TIMEOUT_S + 1)
+            assert len(fetches) == MAX_FETCHES_PER_ROUND  # then that round's fetches end
+            assert host.engine.proposals == {}
+            assert svc.compact_misses == 4 * MAX_FETCHES_PER_ROUND
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_a_fetched_block_reaches_the_engine_and_far_rounds_are_not_fetched(
+        tmp_path: Path) -> None:
+    chain = Chain(NET)
+
+    async def main() -> None:
+        async def serve(peer: str, protocol: str, payload: bytes, timeout: float) -> bytes:
+            served.append(wire.decode(payload, 64)[0])
+            return wire.encode([block.encode()])
+
+        served: list[bytes] = []
+        net = ScriptedNet(serve)
+        async with running(tmp_path, net) as (host, svc):
+            block = first_block(host, chain)
+            await svc.on_consensus("proposer", compact_nobody_has(
+                host, chain, FETCH_ROUNDS_AHEAD + 1, 0))
+            prop = signed_proposal(host, block)
+            await svc.on_consensus("proposer", wire.encode_compact_proposal(prop, block))
+            await trio.testing.wait_all_tasks_blocked(0.05)
+            assert served == [block.hash()]  # the far round's block was not asked for
+            assert host.engine.proposals == {0: (prop, True)}
+            assert svc.heard == 1
+
+    trio.run(main)
+
+
+def test_a_votes_reply_is_handled_once_per_message_and_within_a_deadline(
+        tmp_path: Path) -> None:
+    chain = Chain(NET)
+    reply = [b""]
+    serve, fetches = stalling_fetches(reply)
+
+    async def main() -> None:
         net = ScriptedNet(serve)
         async with running(tmp_path, net) as (host, svc):
             block = first_block(host, chain)
             repeated = [wire.encode_proposal(signed_proposal(host, block), b"")] * 4000
-            reply = wire.encode_messages(repeated)
+            reply[0] = wire.encode_messages(repeated)
             start = trio.current_time()
             await svc._pull_votes("peer")
+            await trio.testing.wait_all_tasks_blocked(0.05)
             assert len(fetches) == 1  # 4,000 copies were 4,000 fetches, 11 hours
-            assert trio.current_time() - start <= REQUEST_TIMEOUT_S + 1
+            assert trio.current_time() - start < 1  # and it waits on none of them
             rounds = [wire.encode_proposal(signed_proposal(host, block, r), b"")
-                      for r in range(50)]  # distinct, each a fetch of up to 10 s
-            reply = wire.encode_messages(rounds)
+                      for r in range(50)]  # distinct
+            reply[0] = wire.encode_messages(rounds)
+            await trio.sleep(REQUEST_TIMEOUT_S + 1)
             start = trio.current_time()
             await svc._pull_votes("peer")
             assert trio.current_time() - start <= PULL_DEADLINE_S + 1
-            assert 2 <= len(fetches) <= 1 + PULL_DEADLINE_S / REQUEST_TIMEOUT_S + 1
+            await trio.testing.wait_all_tasks_blocked(0.05)
+            # round 0 again, and the rounds up to FETCH_ROUNDS_AHEAD: not the 47 beyond
+            assert len(fetches) == 1 + 1 + FETCH_ROUNDS_AHEAD
 
-    reply = b""
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
