@@ -355,21 +355,28 @@ class P2PNode:
     # ---- request/response ----------------------------------------------------------
 
     def set_handler(self, protocol: str, handler: reqresp.Handler, max_request: int,
-                    timeout: float = 30.0, concurrency: int = 16) -> None:
+                    timeout: float = 30.0, concurrency: int = 16, per_peer: int = 4) -> None:
         """Serve `protocol` (e.g. /jevons/sync/1): `handler(peer_id, request) -> response`.
-        Requests over `max_request` bytes are refused unread and the sender reported; the
-        whole exchange is bounded by `timeout`; at most `concurrency` run at once."""
+        Requests over `max_request` bytes are refused unread and the sender reported; one
+        not delivered whole within `reqresp.read_deadline` is dropped and the sender
+        reported; the whole exchange is bounded by `timeout`; at most `concurrency`
+        handlers run at once, and a peer has at most `per_peer` requests open (more are
+        refused unread)."""
         if not protocol.startswith("/"):
             raise P2PError(f"protocol ids start with '/', got {protocol!r}")
+        if concurrency < 1 or per_peer < 1:
+            raise P2PError(f"concurrency and per_peer must be at least 1, got "
+                           f"{concurrency} and {per_peer}")
         route = reqresp.Route(protocol, handler, max_request, timeout,
-                              trio.CapacityLimiter(concurrency))
+                              trio.CapacityLimiter(concurrency), per_peer)
         self._routes[protocol] = route
         if self._run is not None:
             self._register(route)
 
     def _register(self, route: reqresp.Route) -> None:
         async def handle(stream: INetStream) -> None:
-            await reqresp.serve(stream, route, self._report_bad_frame, self._book.is_banned)
+            await reqresp.serve(stream, route, self._report_bad_frame, self._book.is_banned,
+                                self.report_bad)
 
         self._require().host.set_stream_handler(TProtocol(route.protocol), handle)
 

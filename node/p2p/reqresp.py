@@ -13,6 +13,13 @@ The responder reads the 4-byte header first and resets the stream without readin
 when the length is over the protocol's `max_request`; the requester does the same with
 `max_response`. Reads loop until the announced length arrived (py-libp2p's own
 request/response helper gives up after 101 partial reads, about 6.5 MiB).
+
+A responder cannot be starved by peers that open streams and say nothing: the request must
+arrive whole within `read_deadline` (5 s plus 1 s per MiB announced; our requesters write
+it at once), or the stream is reset and the peer reported; each peer has at most
+`per_peer` requests open per protocol (more are reset unread); and the protocol's
+`concurrency` slots are taken only once a request has arrived, for the handler and the
+response.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 from libp2p.abc import IHost, INetStream
@@ -47,6 +54,9 @@ RESPONSE_HEADER = struct.Struct(">BI")
 STATUS_OK, STATUS_REJECTED, STATUS_FAILED = 0, 1, 2
 READ_CHUNK = 1 << 20
 ABORT_TIMEOUT_S = 1.0
+REQUEST_READ_S = 5.0
+"""Time a requester has to deliver a request, plus 1 s per MiB it announced."""
+REQUEST_READ_S_PER_MIB = 1.0
 
 Handler = Callable[[str, bytes], Awaitable[bytes]]
 """async handler(peer_id, request) -> response; raise RequestRejected(reason) to refuse."""
@@ -60,6 +70,11 @@ class _Truncated(ProtocolError):
         self.received = received
 
 
+def read_deadline(length: int) -> float:
+    """Seconds a requester has to deliver a request of `length` bytes, header included."""
+    return REQUEST_READ_S + REQUEST_READ_S_PER_MIB * length / (1 << 20)
+
+
 @dataclass(frozen=True)
 class Route:
     """One registered protocol: its handler and the limits the responder enforces."""
@@ -69,6 +84,21 @@ class Route:
     max_request: int
     timeout_s: float
     limiter: trio.CapacityLimiter
+    per_peer: int = 4
+    open: dict[str, int] = field(default_factory=dict)  # peer -> requests being served
+
+    def take(self, peer: str) -> bool:
+        """Count a request from `peer`; False (not counted) when it has `per_peer` open."""
+        held = self.open.get(peer, 0)
+        if held >= self.per_peer:
+            return False
+        self.open[peer] = held + 1
+        return True
+
+    def give(self, peer: str) -> None:
+        held = self.open.pop(peer) - 1
+        if held:
+            self.open[peer] = held
 
 
 async def read_exactly(stream: INetStream, n: int) -> bytes:
@@ -102,21 +132,34 @@ async def close(stream: INetStream) -> None:
             log.debug("close of a stream failed: %r", exc)
 
 
+class _Silent(ProtocolError):
+    """The requester did not deliver its request within `read_deadline`."""
+
+
 async def serve(stream: INetStream, route: Route, report_bad: Callable[[str, str], None],
-                is_banned: Callable[[str], bool]) -> None:
+                is_banned: Callable[[str], bool],
+                report_slow: Callable[[str, str], None] | None = None) -> None:
     """Answer one inbound stream on `route`. Never raises: an exception here would tear
-    down the whole connection inside py-libp2p."""
+    down the whole connection inside py-libp2p. `report_bad` gets malformed requests,
+    `report_slow` (default `report_bad`) requests not delivered in time."""
     peer = stream.muxed_conn.peer_id.to_base58()
     if is_banned(peer):
         await abort(stream)
         return
+    if not route.take(peer):
+        log.debug("refused a request on %s from %s: %d already open", route.protocol, peer,
+                  route.per_peer)
+        await abort(stream)
+        return
     try:
         with trio.fail_after(route.timeout_s):
-            async with route.limiter:
-                await _serve(stream, route, peer, report_bad)
+            await _serve(stream, route, peer, report_bad)
     except trio.TooSlowError:
         log.debug("request on %s from %s took over %.1f s", route.protocol, peer,
                   route.timeout_s)
+        await abort(stream)
+    except _Silent as exc:
+        (report_slow or report_bad)(peer, f"{exc} on {route.protocol}")
         await abort(stream)
     except _Truncated as exc:
         if exc.received:  # some bytes, then silence: a malformed request
@@ -127,21 +170,33 @@ async def serve(stream: INetStream, route: Route, report_bad: Callable[[str, str
     except Exception as exc:  # the requester went away (reset, EOF, closed connection)
         log.debug("request on %s from %s failed: %r", route.protocol, peer, exc)
         await abort(stream)
+    finally:
+        route.give(peer)
 
 
 async def _serve(stream: INetStream, route: Route, peer: str,
                  report_bad: Callable[[str, str], None]) -> None:
-    (length,) = REQUEST_HEADER.unpack(await read_exactly(stream, REQUEST_HEADER.size))
+    deadline = trio.current_time() + read_deadline(0)
+    with trio.move_on_at(deadline) as waited:
+        (length,) = REQUEST_HEADER.unpack(await read_exactly(stream, REQUEST_HEADER.size))
+    if waited.cancelled_caught:
+        raise _Silent(f"no request header within {read_deadline(0):g} s")
     if length > route.max_request:
         report_bad(peer, f"request of {length} B on {route.protocol} is over its "
                          f"max_request of {route.max_request} B")
         await abort(stream)
         return
-    request = await read_exactly(stream, length)
-    status, body = await _run_handler(route, peer, request)
-    await stream.write(RESPONSE_HEADER.pack(status, len(body)))
-    if body:
-        await stream.write(body)
+    deadline += read_deadline(length) - read_deadline(0)
+    with trio.move_on_at(deadline) as waited:
+        request = await read_exactly(stream, length)
+    if waited.cancelled_caught:
+        raise _Silent(f"request of {length} B not delivered within "
+                      f"{read_deadline(length):g} s")
+    async with route.limiter:
+        status, body = await _run_handler(route, peer, request)
+        await stream.write(RESPONSE_HEADER.pack(status, len(body)))
+        if body:
+            await stream.write(body)
     await close(stream)
 
 

@@ -209,6 +209,61 @@ def test_bad_requests_get_the_peer_reported_then_banned() -> None:
     run(scenario)
 
 
+def test_peers_holding_silent_streams_cannot_starve_a_protocol(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, each stream took one of the protocol's handler slots before its request was
+    read, and kept it for the 30 s exchange timeout: two silent streams here (16 on a real
+    node) left nothing for anyone else, and the peer holding them was never reported."""
+    from node.p2p import reqresp
+    monkeypatch.setattr(reqresp, "REQUEST_READ_S", 1.0)
+
+    async def scenario() -> None:
+        server, rogue, honest = P2PNode(seed(18)), P2PNode(seed(19)), P2PNode(seed(20))
+        server.set_handler("/t/echo/1", echo, max_request=1024, concurrency=2, per_peer=2)
+        async with started(server, rogue, honest):
+            for client in (rogue, honest):
+                await client.connect(server.listen_addrs()[0])
+            silent = [await open_raw_stream(rogue, server.peer_id, "/t/echo/1")
+                      for _ in range(3)]
+            with trio.fail_after(STEP_TIMEOUT):  # over per_peer: reset unread, at once
+                assert await read_until_closed(silent[2]) == b""
+            start = trio.current_time()
+            got = await honest.request(server.peer_id, "/t/echo/1", b"hi", 5.0, 64)
+            assert got == b"hi" and trio.current_time() - start < 1.0
+            with trio.fail_after(STEP_TIMEOUT):  # the silent ones end at the deadline
+                for stream in silent[:2]:
+                    assert await read_until_closed(stream) == b""
+                while server.score(rogue.peer_id) < 30:  # two reports of 20, less decay
+                    await trio.sleep(0.01)
+            assert not server.is_banned(rogue.peer_id)
+            assert server.score(honest.peer_id) == 0
+            got = await rogue.request(server.peer_id, "/t/echo/1", b"ok", 5.0, 64)
+            assert got == b"ok"  # its slots were given back
+
+    run(scenario)
+
+
+async def open_raw_stream(client: P2PNode, server: str, protocol: str) -> Any:
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.id import ID
+
+    host = client._require().host  # a misbehaving peer needs the raw stream
+    return await host.new_stream(ID.from_base58(server), [TProtocol(protocol)])
+
+
+async def read_until_closed(stream: Any) -> bytes:
+    """What the other side sent before it closed or reset the stream."""
+    data = b""
+    while True:
+        try:
+            chunk = await stream.read(1024)
+        except Exception:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
 def test_a_plaintext_dialer_is_refused() -> None:
     """py-libp2p's default hosts accept /plaintext/2.0.0, under which a dialer can claim any
     peer id; ours speak Noise only."""
@@ -265,11 +320,7 @@ def test_a_connection_whose_close_was_interrupted_is_replaced() -> None:
 
 async def send_truncated_request(client: P2PNode, server: str, protocol: str) -> None:
     """Announce 100 bytes, send 10, half-close: a malformed frame."""
-    from libp2p.custom_types import TProtocol
-    from libp2p.peer.id import ID
-
-    host = client._require().host  # a misbehaving peer needs the raw stream
-    stream = await host.new_stream(ID.from_base58(server), [TProtocol(protocol)])
+    stream = await open_raw_stream(client, server, protocol)
     await stream.write(struct.pack(">I", 100) + bytes(10))
     await stream.close_write()
     with trio.move_on_after(STEP_TIMEOUT):
