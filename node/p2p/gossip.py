@@ -6,6 +6,9 @@ py-libp2p pitfalls handled here:
   shrinks, so `P2PNode.publish` can wait for room instead of losing messages.
 - A topic validator that raises kills the pubsub service (and the node with it).
   `safe_validator` turns every exception into a rejection and counts it.
+- Pubsub caches each message's verdict by message id (5 min), so a validator that refuses
+  a banned forwarder refuses the same message from everyone. `refuse_banned_forwarders`
+  drops a banned forwarder's messages before validation instead.
 - A subscription channel holds 32 messages and drops the rest with a warning.
   `drain_subscription` empties it at once into a larger buffer that a separate task feeds
   to the application.
@@ -110,6 +113,21 @@ class OutboundQueues(dict):  # type: ignore[type-arg]
         """Return once no queue of `peers()` holds `high_water` or more RPCs."""
         while self.full_peers(peers(), high_water):
             await self._changed.wait()
+
+
+def refuse_banned_forwarders(pubsub: Pubsub, is_banned: Callable[[str], bool],
+                             any_banned: Callable[[], bool]) -> None:
+    """Drop messages forwarded by a banned peer before pubsub looks at them (no verdict is
+    cached, nothing is marked seen): an honest copy of the same message still counts.
+    `any_banned` is the cheap check made for every message."""
+    push = pubsub.push_msg
+
+    async def push_msg(forwarder: ID, msg: rpc_pb2.Message) -> None:
+        if any_banned() and is_banned(forwarder.to_base58()):
+            return
+        await push(forwarder, msg)
+
+    pubsub.push_msg = push_msg  # type: ignore[method-assign]
 
 
 def safe_validator(topic: str, validate: Validator, self_id: ID,

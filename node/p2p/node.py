@@ -115,6 +115,7 @@ class P2PNode:
         self._queues = OutboundQueues()
         pubsub.peer_queues = self._queues
         patches.coalesce_pubsub_writes(pubsub)  # needs the queues' pop_ready
+        gossip.refuse_banned_forwarders(pubsub, self._book.is_banned, self._book.any_banned)
         watch = ConnectionWatch(self._on_connected)
         host.get_network().register_notifee(watch)
         error: Exception | None = None  # raised below, outside libp2p's nested nurseries
@@ -303,17 +304,12 @@ class P2PNode:
         run = self._require()
         with entry.scope:
             try:
-                await gossip.serve_topic(run.pubsub, entry.name, self._gated(entry.validate),
+                await gossip.serve_topic(run.pubsub, entry.name, entry.validate,
                                          entry.deliver, entry.counters,
                                          self._gossip.deliver_buffer, task_status)
             finally:
                 if entry.left:
                     await gossip.leave_topic(run.pubsub, entry.name)
-
-    def _gated(self, validate: Validator) -> Validator:
-        def gated(peer_id: str, data: bytes) -> bool:
-            return not self._book.is_banned(peer_id) and validate(peer_id, data)
-        return gated
 
     async def publish(self, topic: str, data: bytes) -> None:
         """Gossip `data` on `topic`, then yield to trio (py-libp2p's publish never does).

@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 BAD_FRAME_WEIGHT = 60.0  # oversized or truncated request: two within ~35 s and out
 DEFAULT_WEIGHT = 20.0
+MAX_TRACKED_PEERS = 4096
+"""Scores and bans kept, each. Gossip misbehaviour is charged to a message's origin, and
+anyone can make fresh identities: past this, scores decayed below 1 are forgotten, then the
+oldest, down to half (bans: the expired, then the soonest to expire)."""
 
 
 @dataclass
@@ -60,11 +64,29 @@ class PeerBook:
         now = self.clock()
         value = self.score(peer) + weight
         self._scores[peer] = _Score(value, now)
+        if len(self._scores) > MAX_TRACKED_PEERS:
+            self._prune_scores()
         if value < self.policy.ban_threshold or self.is_banned(peer):
             return False
         self._bans[peer] = now + self.policy.ban_s
-        del self._scores[peer]
+        self._scores.pop(peer, None)
+        if len(self._bans) > MAX_TRACKED_PEERS:
+            self._prune_bans(now)
         return True
+
+    def _prune_scores(self) -> None:
+        live = [(peer, entry) for peer, entry in self._scores.items()
+                if self.score(peer) >= 1.0]
+        live.sort(key=lambda item: item[1].at)  # oldest first
+        self._scores = dict(live[-(MAX_TRACKED_PEERS // 2):])
+
+    def _prune_bans(self, now: float) -> None:
+        live = sorted((expiry, peer) for peer, expiry in self._bans.items() if expiry > now)
+        self._bans = {peer: expiry for expiry, peer in live[-(MAX_TRACKED_PEERS // 2):]}
+
+    def any_banned(self) -> bool:
+        """Cheap: False only when no ban is recorded (expired ones may still count)."""
+        return bool(self._bans)
 
     def is_banned(self, peer: str) -> bool:
         return self.ban_left(peer) > 0

@@ -214,6 +214,8 @@ def test_peers_holding_silent_streams_cannot_starve_a_protocol(
     """Before, each stream took one of the protocol's handler slots before its request was
     read, and kept it for the 30 s exchange timeout: two silent streams here (16 on a real
     node) left nothing for anyone else, and the peer holding them was never reported."""
+    from libp2p.host.exceptions import StreamFailure
+
     from node.p2p import reqresp
     monkeypatch.setattr(reqresp, "REQUEST_READ_S", 1.0)
 
@@ -224,9 +226,14 @@ def test_peers_holding_silent_streams_cannot_starve_a_protocol(
             for client in (rogue, honest):
                 await client.connect(server.listen_addrs()[0])
             silent = [await open_raw_stream(rogue, server.peer_id, "/t/echo/1")
-                      for _ in range(3)]
+                      for _ in range(2)]
             with trio.fail_after(STEP_TIMEOUT):  # over per_peer: reset unread, at once
-                assert await read_until_closed(silent[2]) == b""
+                try:  # the reset may come while the client still negotiates the protocol
+                    third = await open_raw_stream(rogue, server.peer_id, "/t/echo/1")
+                except StreamFailure:
+                    pass
+                else:
+                    assert await read_until_closed(third) == b""
             start = trio.current_time()
             got = await honest.request(server.peer_id, "/t/echo/1", b"hi", 5.0, 64)
             assert got == b"hi" and trio.current_time() - start < 1.0
@@ -262,6 +269,37 @@ async def read_until_closed(stream: Any) -> bytes:
         if not chunk:
             return data
         data += chunk
+
+
+def test_a_message_a_banned_peer_forwarded_still_counts_from_an_honest_one() -> None:
+    """Pubsub caches a verdict per message id. Before, a banned forwarder's copy was refused
+    by the topic validator, and so every honest copy of the same message after it (a vote,
+    say) was refused too, for the cache's 5 minutes."""
+    from libp2p.peer.id import ID
+
+    async def scenario() -> None:
+        hub, origin, inbox = P2PNode(seed(21)), P2PNode(seed(22)), Inbox()
+        hub.subscribe(TOPIC, lambda peer, data: True, inbox.deliver)
+        async with started(hub, origin):
+            signed = []  # a message signed by `origin`, taken before it is sent
+
+            async def keep(forwarder: ID, msg: Any) -> None:
+                signed.append(msg)
+
+            origin_pubsub = origin._require().pubsub
+            origin_pubsub.push_msg = keep
+            await origin_pubsub.publish(TOPIC, b"a vote")
+            banned = peer_id_from_seed(seed(23))
+            hub.report_bad(banned, "misbehaved", weight=1000)
+            assert hub.is_banned(banned)
+            pubsub = hub._require().pubsub
+            await pubsub.push_msg(ID.from_base58(banned), signed[0])
+            await pubsub.push_msg(ID.from_base58(origin.peer_id), signed[0])
+            assert (await inbox.wait(1, STEP_TIMEOUT))["ok"]
+            assert inbox.messages == [(origin.peer_id, b"a vote")]
+            assert hub.counters(TOPIC).rejected == 0
+
+    run(scenario)
 
 
 def test_a_plaintext_dialer_is_refused() -> None:

@@ -14,7 +14,7 @@ from node.keys import peer_id_from_seed
 from node.p2p import GossipParams, P2PError, P2PNode, PeerPolicy, protocol_id, topic_name
 from node.p2p.gossip import message_id
 from node.p2p.logs import LIBP2P_LOGGER, _AdapterHandler, configure_libp2p_logging
-from node.p2p.peers import BAD_FRAME_WEIGHT, PeerBook
+from node.p2p.peers import BAD_FRAME_WEIGHT, MAX_TRACKED_PEERS, PeerBook
 
 
 class FakeClock:
@@ -60,6 +60,32 @@ def test_two_bad_frames_far_apart_do_not_ban() -> None:
     clock.now += 60
     assert not peers.report("p", BAD_FRAME_WEIGHT)  # 30 + 60 < 100
     assert peers.score("p") == pytest.approx(90)
+
+
+def test_the_book_stays_bounded_under_fresh_identities_and_keeps_what_matters() -> None:
+    """Gossip misbehaviour is charged to a message's origin, and anyone can sign with a
+    fresh key per message: before, every one of them stayed in the book for good."""
+    clock = FakeClock()
+    peers = book(clock)
+    for n in range(3 * MAX_TRACKED_PEERS):
+        peers.report(f"fresh-{n}", 1.5)  # each decays below 1 within a half-life
+        clock.now += 0.01
+        assert len(peers._scores) <= MAX_TRACKED_PEERS
+    peers.report("recent-but-bad", 90)
+    assert peers.score("recent-but-bad") == pytest.approx(90)
+    for n in range(3 * MAX_TRACKED_PEERS):  # and those whose scores have not decayed yet
+        peers.report(f"sybil-{n}", 50)
+        assert len(peers._scores) <= MAX_TRACKED_PEERS
+    assert peers.score("recent-but-bad") == 0  # the oldest go first, once over the limit
+    assert peers.score(f"sybil-{3 * MAX_TRACKED_PEERS - 1}") == pytest.approx(50)
+    for n in range(3 * MAX_TRACKED_PEERS):  # bans too, the soonest to expire first
+        peers.report(f"banned-{n}", 200)
+        clock.now += 0.01
+        assert len(peers._bans) <= MAX_TRACKED_PEERS
+    assert peers.is_banned(f"banned-{3 * MAX_TRACKED_PEERS - 1}")
+    assert peers.any_banned()
+    clock.now += 301
+    assert not peers.banned() and not peers.any_banned()
 
 
 def test_message_id_covers_topic_and_data() -> None:
