@@ -44,6 +44,9 @@ OUTBOX_HIGH_WATER = 4 * wire.MAX_TX_BATCH
 MAX_SYNC_RESPONSE_BYTES = 32 * 1024 * 1024
 PULL_DEADLINE_S = 2 * REQUEST_TIMEOUT_S
 """How long one peer's pulled proposals and votes may take to handle."""
+NEVER_ADMITTED = frozenset({"bad_tx_signature", "malformed", "wrong_chain_id", "too_large"})
+"""Mempool rejections that hold on every node, whatever its state: no honest node gossips
+such a tx."""
 MAX_FETCHES_PER_ROUND = 4
 """Block fetches for one round's proposal (one at a time, each up to REQUEST_TIMEOUT_S).
 Only the round's proposer can sign a proposal for it, and an honest one signs one block:
@@ -273,11 +276,20 @@ class NodeServices:
             return None
 
     async def on_txs(self, peer: str, raw: bytes) -> None:
+        """Admit a gossiped batch. `peer` is its origin (pubsub checks the origin's
+        signature on every message), and nodes gossip only txs they admitted: a tx that
+        can never be admitted anywhere (forged signature, undecodable, another chain) is
+        the origin's doing, and it is reported. Stale nonces and a full mempool are races
+        any honest node can lose, and are not."""
         h = self.host
         txs = wire.decode_tx_batch(raw, h.params.max_tx_bytes)
         _, rejected = await h.admit(txs)
         self.txs_received += len(txs)
         self.txs_rejected += len(rejected)
+        forged = [why for _, why in rejected if why.code in NEVER_ADMITTED]
+        if forged:
+            self.net.report_bad(peer, f"gossiped {len(forged)} tx(s) no node would admit, "
+                                      f"e.g. {forged[0].code}: {forged[0].reason}")
 
     async def broadcast_txs(self, txs: list[bytes], urgent: bool = False) -> None:
         """Queue admitted txs for gossip (`gossip_loop` sends them, coalesced with others

@@ -3,6 +3,8 @@ store and scripted peers in place of the network.
 
 - A relay that pairs an honest signed proposal with other block bytes is reported, and the
   honest copy still counts (the engine keeps one proposal per round).
+- The origin of a tx batch no node would admit (forged signature, another chain) is
+  reported; the races honest nodes lose (repeats, stale nonces) are not.
 - Sync: one pass takes a node all the way to the peer's tip, with no timeout waited out; a
   peer serving blocks whose commit does not hold is reported and the next peer serves.
 - A proposer signing blocks nobody has cannot hold consensus gossip up: block fetches run
@@ -39,7 +41,7 @@ from node.runtime.services import (
     NodeServices,
 )
 from node.store.blockstore import BlockStore
-from tests.unit.helpers import DEV_STAKE, Chain, addr, make_net
+from tests.unit.helpers import DEV_STAKE, Chain, addr, flip_byte, make_net
 
 NET = make_net((DEV_STAKE,) * 4, label="peers")
 
@@ -148,6 +150,36 @@ def test_an_invalid_block_that_is_the_signed_one_is_the_proposers_fault(
             await trio.testing.wait_all_tasks_blocked(0.05)
             assert host.engine.proposals == {0: (prop, False)}
             assert net.reports == []  # the relay passed on what the proposer signed
+
+    trio.run(main)
+
+
+# --- tx gossip ----------------------------------------------------------------------------
+
+
+def test_a_tx_batch_no_node_would_admit_gets_its_origin_reported(tmp_path: Path) -> None:
+    chain = Chain(NET)
+    user, to = NET.user_keys[0], addr(NET.user_keys[1])
+
+    async def main() -> None:
+        net = ScriptedNet()
+        async with running(tmp_path, net) as (host, svc):
+            good = [chain.transfer(user, to, 5, nonce=n).encode() for n in range(3)]
+            await svc.on_txs("honest", wire.encode_tx_batch(good))
+            # the same again, and a stale nonce: races an honest node can lose
+            stale = chain.transfer(user, to, 6, nonce=0).encode()
+            await svc.on_txs("honest", wire.encode_tx_batch([*good, stale]))
+            assert len(host.mempool) == 3 and svc.txs_rejected == 4
+            assert net.reports == []
+            signed = chain.transfer(user, to, 7, nonce=3).encode()
+            forged = flip_byte(signed, len(signed) - 1)  # the signature's last byte
+            other_chain = chain.transfer(user, to, 8, nonce=3, chain_id="other").encode()
+            for name, tx in (("forger", forged), ("other", other_chain)):
+                await svc.on_txs(name, wire.encode_tx_batch([tx]))
+            assert [peer for peer, _ in net.reports] == ["forger", "other"]
+            assert "bad_tx_signature" in net.reports[0][1]
+            assert "wrong_chain_id" in net.reports[1][1]
+            assert len(host.mempool) == 3
 
     trio.run(main)
 
