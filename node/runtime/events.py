@@ -4,6 +4,8 @@
     [2, proposal_bytes, valid, block_bytes]      ProposalReceived (+ the block, to commit it)
     [3, vote_bytes]                              VoteReceived
     [4, kind, height, round]                     TimeoutElapsed
+    [5, height, round, block_bytes]              our own block for a round, logged before
+                                                 its proposal is signed (not an engine input)
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from consensus.codec import decode, encode, expect_bytes, expect_int, expect_lis
 from consensus.errors import DecodeError
 from consensus.vote import Vote
 
-START, PROPOSAL, VOTE, TIMEOUT = 1, 2, 3, 4
+START, PROPOSAL, VOTE, TIMEOUT, BUILT = 1, 2, 3, 4, 5
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 
 
@@ -43,7 +45,19 @@ class TimeoutRecord:
     round: int
 
 
-Record = StartRecord | ProposalRecord | VoteRecord | TimeoutRecord
+@dataclass(frozen=True, slots=True)
+class BuiltRecord:
+    """The block this node built to propose at (height, round). Durable before the proposal
+    is signed, so a node killed in between proposes the same block again after a restart
+    (the signer re-releases the signature it stored) instead of losing the round to its
+    own double-sign guard."""
+
+    height: int
+    round: int
+    block: bytes
+
+
+Record = StartRecord | ProposalRecord | VoteRecord | TimeoutRecord | BuiltRecord
 
 
 def encode_record(record: Record) -> bytes:
@@ -53,6 +67,8 @@ def encode_record(record: Record) -> bytes:
         return encode([PROPOSAL, record.proposal.encode(), int(record.valid), record.block])
     if isinstance(record, VoteRecord):
         return encode([VOTE, record.vote.encode()])
+    if isinstance(record, BuiltRecord):
+        return encode([BUILT, record.height, record.round, record.block])
     return encode([TIMEOUT, int(record.kind), record.height, record.round])
 
 
@@ -73,4 +89,8 @@ def decode_record(raw: bytes) -> Record:
         _, tk, height, round_ = expect_list(items, 4, "timeout record")
         return TimeoutRecord(TimeoutKind(expect_int(tk, "timeout kind", 1, 3)),
                              expect_int(height, "height"), expect_int(round_, "round"))
+    if kind == BUILT:
+        _, height, round_, block = expect_list(items, 4, "built record")
+        return BuiltRecord(expect_int(height, "height"), expect_int(round_, "round"),
+                           expect_bytes(block, "block", max_len=MAX_RECORD_BYTES))
     raise DecodeError(f"wal record: unknown kind {kind}")

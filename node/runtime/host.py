@@ -125,6 +125,7 @@ class ConsensusHost:
                                limits.max_bytes, limits.ttl_blocks)
         self.engine = EngineState(self.address if signer else None, timeouts)
         self.candidates: dict[bytes, Candidate] = {}
+        self._built: dict[int, bytes] = {}  # round -> hash of the block we logged to propose
         self.evidence: dict[bytes, bytes] = {}
         tip = store.tip()
         self.last_commit = (store.get_seen_commit(tip[0]) if tip and tip[0] > 0
@@ -225,6 +226,10 @@ class ConsensusHost:
             records = []
         else:
             records = records[1:]
+        for record in records:
+            if isinstance(record, ev.BuiltRecord) and record.height == start:
+                self._recover_built(record)
+        records = [r for r in records if not isinstance(r, ev.BuiltRecord)]
         own = {(r.vote.type, r.vote.height, r.vote.round) for r in records
                if isinstance(r, ev.VoteRecord) and r.vote.validator == self.address}
         own |= {(0, r.proposal.height, r.proposal.round) for r in records
@@ -245,6 +250,17 @@ class ConsensusHost:
         if records:
             log.info("replayed %d WAL records at height %d round %d", len(records), e.height,
                      e.round)
+
+    def _recover_built(self, record: ev.BuiltRecord) -> None:
+        """Keep a block we built and logged before a crash, to propose it again."""
+        try:
+            block = Block.decode(record.block, self.params.max_block_bytes,
+                                 self.params.max_block_txs)
+        except DecodeError as exc:
+            log.warning("ignoring our logged block for round %d: %s", record.round, exc)
+            return
+        if self._validate_block(record.block, block.hash(), block):
+            self._built[record.round] = block.hash()
 
     def _event_of(self, record: ev.Record) -> Event:
         if isinstance(record, ev.ProposalRecord):
@@ -270,9 +286,11 @@ class ConsensusHost:
 
     def _record_of(self, event: Event) -> ev.Record:
         if isinstance(event, ProposalReceived):
-            candidate = self.candidates.get(event.proposal.block_hash)
-            raw = candidate.raw if candidate else b""
-            return ev.ProposalRecord(event.proposal, event.valid, raw)
+            p = event.proposal
+            candidate = self.candidates.get(p.block_hash)
+            logged = p.proposer == self.address and self._built.get(p.round) == p.block_hash
+            raw = candidate.raw if candidate and not logged else b""  # not twice
+            return ev.ProposalRecord(p, event.valid, raw)
         if isinstance(event, VoteReceived):
             return ev.VoteRecord(event.vote)
         if isinstance(event, TimeoutElapsed):
@@ -358,9 +376,12 @@ class ConsensusHost:
             self._defer(DeferredProposal(effect), pause)
             return
         if effect.block_hash is not None and effect.block_hash in self.candidates:
-            candidate = self.candidates[effect.block_hash]
+            candidate = self.candidates[effect.block_hash]  # logged when it was proposed
+        elif self._built.get(effect.round) in self.candidates:  # logged before a crash
+            candidate = self.candidates[self._built[effect.round]]
         else:
             candidate = self._build_block()
+            await self._log_built(effect.round, candidate)
         try:
             proposal = await self._off_loop(self.signer.sign_proposal,
                                             Proposal(effect.height, effect.round,
@@ -370,10 +391,18 @@ class ConsensusHost:
             log.error("refused to sign a proposal: %s", exc)
             return
         raw = encode_compact_proposal(proposal, candidate.block)
+        # no fsync before publishing: its block is durable already, so a node killed now
+        # replays to the same ProposeBlock and re-releases this very signature
         await self.handle(ProposalReceived(proposal, True))
-        if self.wal:
-            await self._off_loop(self.wal.sync)
         await self.publish(raw)
+
+    async def _log_built(self, round_: int, candidate: Candidate) -> None:
+        """Make the block we are about to sign durable first (BuiltRecord)."""
+        self._built[round_] = candidate.block.hash()
+        if self.wal:
+            self.wal.append(ev.encode_record(ev.BuiltRecord(self.engine.height, round_,
+                                                            candidate.raw)))
+            await self._off_loop(self.wal.sync)
 
     def _commit_pause_left(self) -> float:
         """Seconds left of the pause after the last commit (0 when none is due)."""
@@ -515,6 +544,7 @@ class ConsensusHost:
         for raw in block.evidence:
             self.evidence.pop(DuplicateVoteEvidence.decode(raw).hash(), None)
         self.candidates.clear()
+        self._built = {}
         for listener in self.commit_listeners:
             listener(block, after)
         self.progress.set()

@@ -246,6 +246,87 @@ def test_only_admitted_txs_enter_the_signature_cache(tmp_path: Path) -> None:
     trio.run(main)
 
 
+class Killed(BaseException):
+    """Stands for kill -9: nothing after it runs."""
+
+
+class KilledAfterSigningProposal(FileSigner):
+    """A signer whose process dies right after its proposal signature is durable, before
+    the host gets to log or send the proposal."""
+
+    def sign_proposal(self, proposal):
+        super().sign_proposal(proposal)
+        raise Killed
+
+
+class Published:
+    """The host's one need of the network: gossip (here, kept for the test to read)."""
+
+    def __init__(self) -> None:
+        self.proposals: list[object] = []
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        from node.runtime import wire
+
+        message = wire.decode_consensus(data)
+        if not isinstance(message, wire.Vote):
+            self.proposals.append(message.proposal)
+
+
+def test_a_proposer_killed_between_signing_and_logging_proposes_the_same_block_again(
+        tmp_path: Path) -> None:
+    """Before, the restarted node built a new block (another time, maybe other txs) for the
+    round, its double-sign guard refused to sign it, and the round was lost. Now the block
+    is in the WAL before the proposal is signed, and the signer gives the same signature
+    again."""
+    net = make_net((DEV_STAKE,) * 4, label="rebuilt")
+    chain = Chain(net)
+    alice, bob = net.user_keys[:2]
+    txs = [chain.transfer(alice, addr(bob), 1, nonce=n).encode() for n in range(3)]
+    patient = TimeoutConfig(propose_ms=600_000)
+    from consensus.bft.validators import ValidatorSet
+
+    proposer = ValidatorSet(net.genesis.initial_state().validators).proposer(1, 0)
+    key = next(k for k in net.validator_keys if addr(k) == proposer)
+
+    async def run_host(store: BlockStore, signer: FileSigner, out: Published,
+                       more_txs: list[bytes]) -> ConsensusHost:
+        host = ConsensusHost(store, out, key, signer, tmp_path / "consensus.wal", patient)
+        await host.admit(more_txs)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(host.run)
+                with trio.fail_after(GATE_S):
+                    while not out.proposals:
+                        await trio.sleep(0.01)
+                nursery.cancel_scope.cancel()
+        finally:
+            host.close()
+        return host
+
+    async def main() -> None:
+        with BlockStore.open(tmp_path / "chain") as store:
+            store.init_genesis(net.genesis.hash(), net.genesis.initial_state())
+            first = KilledAfterSigningProposal(tmp_path / "signer", key, net.chain_id)
+            with pytest.raises(BaseExceptionGroup) as killed:
+                await run_host(store, first, Published(), txs[:2])
+            assert killed.group_contains(Killed)
+            first.close()
+            signed = first.state  # what the first life released to nobody
+            signer = FileSigner(tmp_path / "signer", key, net.chain_id)
+            out = Published()
+            try:  # the mempool now holds other txs: a rebuilt block would differ
+                host = await run_host(store, signer, out, txs)
+            finally:
+                signer.close()
+        [proposal] = out.proposals
+        assert (proposal.height, proposal.round) == (1, 0)
+        assert proposal.signature == signed.signature
+        assert len(host.candidates[proposal.block_hash].block.txs) == 2
+
+    trio.run(main)
+
+
 def test_a_system_error_that_stops_the_node_is_one_line_naming_the_file() -> None:
     """A full disk used to end the node with pages of ExceptionGroup traceback."""
     from node.errors import NodeError
