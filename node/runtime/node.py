@@ -60,8 +60,8 @@ async def run_node(home: Home, timeouts: TimeoutConfig | None = None,
         try:
             async with net.running(), trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+                await nursery.start(services.run)  # first: gossip flows during WAL replay
                 await nursery.start(host.run)
-                await nursery.start(services.run)
                 nursery.start_soon(_write_status, home.paths.data / STATUS_FILE, host, net)
                 metrics = NodeMetrics(services)
                 host.commit_listeners.append(lambda _block, after: metrics.set_jobs_by_state(

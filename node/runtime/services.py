@@ -9,7 +9,9 @@ threshold), and nothing raises into the network layer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import trio
@@ -47,12 +49,16 @@ PULL_DEADLINE_S = 2 * REQUEST_TIMEOUT_S
 NEVER_ADMITTED = frozenset({"bad_tx_signature", "malformed", "wrong_chain_id", "too_large"})
 """Mempool rejections that hold on every node, whatever its state: no honest node gossips
 such a tx."""
-MAX_FETCHES_PER_ROUND = 4
-"""Block fetches for one round's proposal (one at a time, each up to REQUEST_TIMEOUT_S).
-Only the round's proposer can sign a proposal for it, and an honest one signs one block:
-this bounds what a Byzantine proposer signing many blocks no peer has can make us do, and
-leaves room for an honest block whose first fetches failed (catch-up offers it again,
-from another peer)."""
+FETCH_TRIES_PER_PEER = 2
+"""Block fetches one peer gets per round (a second for a transient failure: catch-up offers
+the proposal again). What a peer that offers a proposal and then does not serve its block
+can cost us; it cannot use up anyone else's tries."""
+MAX_FETCH_SOURCES = 8
+"""Peers waiting to be asked for one round's block: a round fetches one source at a time,
+and moves to the next when a source fails or stalls."""
+FETCHES_PER_PEER = 2
+"""Block requests open at once to one peer (its server refuses past 4 per protocol; a
+catch-up pull offers one proposal per round, all from the same peer)."""
 FETCH_ROUNDS_AHEAD = 2
 """Proposals for rounds further ahead of our engine than this are not fetched (catch-up
 pulls them when we get there). Earlier rounds are: a block precommitted in a round we
@@ -87,6 +93,15 @@ class _SyncBatch:
             self.done.set()
 
 
+@dataclass
+class _RoundFetch:
+    """Block fetches for one (height, round): sources waiting, tries begun per peer."""
+
+    waiting: list[tuple[str, Proposal]] = field(default_factory=list)
+    tries: dict[str, int] = field(default_factory=dict)
+    running: bool = False
+
+
 class NodeServices:
     def __init__(self, host: ConsensusHost, net: Network) -> None:
         self.host, self.net = host, net
@@ -103,8 +118,8 @@ class NodeServices:
         self._outbox_filled = trio.Event()
         self._outbox_drained = trio.Event()
         self._tasks: trio.Nursery | None = None  # block fetches, set by `run`
-        self._fetches: dict[tuple[int, int], int] = {}  # (height, round) -> fetches begun
-        self._fetching: set[tuple[int, int]] = set()  # rounds with a fetch under way
+        self._fetches: dict[tuple[int, int], _RoundFetch] = {}  # by (height, round)
+        self._peer_fetches: dict[str, trio.Semaphore] = {}  # FETCHES_PER_PEER each
 
     def install(self) -> None:
         h = self.host
@@ -223,47 +238,80 @@ class NodeServices:
         return engine.height == p.height and p.round in engine.proposals
 
     async def _propose(self, peer: str, p: Proposal, raw: bytes,
-                       decoded: Block | None = None) -> None:
-        """Check a proposal's block and hand both to the engine."""
+                       decoded: Block | None = None) -> bool:
+        """Check a proposal's block and hand both to the engine; False (and `peer`
+        reported) when `raw` is not the signed block."""
         h = self.host
         valid = h._validate_block(raw, p.block_hash, decoded)
         if valid is None:  # not the signed block: the sender's doing, not the proposer's
             self.net.report_bad(peer, "proposal with a block that is not the proposed one")
-            return
+            return False
         self.heard += 1
         await h.submit(ProposalReceived(p, valid))
+        return True
 
     def _start_fetch(self, peer: str, p: Proposal) -> None:
-        """Fetch a proposal's block from `peer` in the background: a fetch takes up to
+        """Fetch a proposal's block in the background: a fetch takes up to
         REQUEST_TIMEOUT_S and consensus gossip must flow meanwhile (inline, a proposer
-        signing blocks nobody has held every vote up for 10 s, again and again). One
-        fetch at a time per round, MAX_FETCHES_PER_ROUND in all, none for rounds more than
-        FETCH_ROUNDS_AHEAD ahead of ours, and none before `run` has started; a proposal
-        left out is pulled again by catch-up."""
+        signing blocks nobody has held every vote up for 10 s, again and again).
+
+        Each round asks one source at a time, in the order they offered the proposal
+        (up to MAX_FETCH_SOURCES waiting), each at most FETCH_TRIES_PER_PEER times, so a
+        relay that offers a proposal and then serves nothing delays the honest sources
+        but cannot shut them out. Rounds more than FETCH_ROUNDS_AHEAD ahead of ours are
+        not fetched, nor anything before `run` has started; catch-up offers them again."""
         h, key = self.host, (p.height, p.round)
-        if self._tasks is None or key in self._fetching:
+        if self._tasks is None:
+            log.debug("not fetching block %s: not running yet", p.block_hash.hex()[:12])
             return
-        if h.engine.height == p.height and p.round > h.engine.round + FETCH_ROUNDS_AHEAD:
+        engine = h.engine
+        our_round = engine.round if engine.height == p.height else 0  # 0: not started it
+        if p.round > our_round + FETCH_ROUNDS_AHEAD:
             return
         for old in [k for k in self._fetches if k[0] < p.height]:
             del self._fetches[old]
-        if self._fetches.get(key, 0) >= MAX_FETCHES_PER_ROUND:
+        fetch = self._fetches.setdefault(key, _RoundFetch())
+        if (fetch.tries.get(peer, 0) >= FETCH_TRIES_PER_PEER or len(fetch.waiting)
+                >= MAX_FETCH_SOURCES or any(source == peer for source, _ in fetch.waiting)):
             return
-        self._fetches[key] = self._fetches.get(key, 0) + 1
-        self._fetching.add(key)
-        self._tasks.start_soon(self._fetch_and_propose, peer, p)
+        fetch.waiting.append((peer, p))
+        if not fetch.running:
+            fetch.running = True
+            self._tasks.start_soon(self._fetch_round, fetch)
 
-    async def _fetch_and_propose(self, peer: str, p: Proposal) -> None:
-        try:
-            raw = await self._fetch_block(peer, p.block_hash)
-        finally:
-            self._fetching.discard((p.height, p.round))
+    async def _fetch_round(self, fetch: _RoundFetch) -> None:
         h = self.host
-        if raw is None or self._has_proposal(p):
-            return
-        await h.wait_for_commit(p.height)
-        if p.height == h.height + 1:
-            await self._propose(peer, p, raw)
+        try:
+            while fetch.waiting:
+                peer, p = fetch.waiting.pop(0)
+                fetch.tries[peer] = fetch.tries.get(peer, 0) + 1
+                if self._has_proposal(p):
+                    return
+                async with self._peer_slot(peer):
+                    raw = await self._fetch_block(peer, p.block_hash)
+                if raw is None:
+                    continue  # the next source, if any
+                if self._has_proposal(p):
+                    return
+                await h.wait_for_commit(p.height)
+                if p.height != h.height + 1:
+                    return
+                if await self._propose(peer, p, raw):
+                    return
+        finally:
+            fetch.running = False
+
+    @asynccontextmanager
+    async def _peer_slot(self, peer: str) -> AsyncIterator[None]:
+        slots = self._peer_fetches.get(peer)
+        if slots is None:
+            slots = self._peer_fetches[peer] = trio.Semaphore(FETCHES_PER_PEER)
+        try:
+            async with slots:
+                yield
+        finally:
+            if slots.value == FETCHES_PER_PEER and not slots.statistics().tasks_waiting:
+                self._peer_fetches.pop(peer, None)  # unused: do not keep one per peer ever
 
     async def _fetch_block(self, peer: str, block_hash: bytes) -> bytes | None:
         try:

@@ -8,13 +8,16 @@ store and scripted peers in place of the network.
 - Sync: one pass takes a node all the way to the peer's tip, with no timeout waited out; a
   peer serving blocks whose commit does not hold is reported and the next peer serves.
 - A proposer signing blocks nobody has cannot hold consensus gossip up: block fetches run
-  beside it, one at a time per round and a bounded number per round.
+  beside it, one source at a time per round, a bounded number per source, never for far
+  rounds, never more than a few at once to one peer; a relay serving nothing cannot shut
+  the honest source out.
 - A votes-pull reply is handled once per distinct message and within a deadline.
 - A blocks response stays under the requester's limit, commits included.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,10 +34,11 @@ from consensus.codec import encode
 from consensus.vote import Commit, Vote, VoteType
 from node.p2p.errors import RequestTimeout
 from node.runtime import wire
-from node.runtime.host import ConsensusHost
+from node.runtime.host import ConsensusHost, SyncedBlock
 from node.runtime.services import (
     FETCH_ROUNDS_AHEAD,
-    MAX_FETCHES_PER_ROUND,
+    FETCH_TRIES_PER_PEER,
+    FETCHES_PER_PEER,
     MAX_SYNC_RESPONSE_BYTES,
     PULL_DEADLINE_S,
     REQUEST_TIMEOUT_S,
@@ -44,6 +48,7 @@ from node.store.blockstore import BlockStore
 from tests.unit.helpers import DEV_STAKE, Chain, addr, flip_byte, make_net
 
 NET = make_net((DEV_STAKE,) * 4, label="peers")
+GATE_S = 10.0
 
 
 @dataclass
@@ -249,15 +254,35 @@ def test_a_blocks_response_fits_the_requesters_limit_with_its_commits() -> None:
 # --- votes pull ---------------------------------------------------------------------------
 
 
-def stalling_fetches(reply: list[bytes]) -> tuple[object, list[float]]:
-    """A peer that answers votes pulls with `reply[0]` and stalls every block fetch."""
-    fetches: list[float] = []
+@dataclass
+class Fetches:
+    """Block requests a scripted peer saw: when each began, who was asked, how many were
+    open at once at most."""
+
+    times: list[float] = field(default_factory=list)
+    peers: list[str] = field(default_factory=list)
+    open: int = 0
+    most_open: int = 0
+
+    def begin(self, peer: str) -> None:
+        self.times.append(trio.current_time())
+        self.peers.append(peer)
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+
+
+def stalling_fetches(reply: list[bytes]) -> tuple[object, Fetches]:
+    """Peers that answer votes pulls with `reply[0]` and stall every block fetch."""
+    fetches = Fetches()
 
     async def serve(peer: str, protocol: str, payload: bytes, timeout: float) -> bytes:
         if protocol.endswith("/votes/1"):
             return reply[0]
-        fetches.append(trio.current_time())
-        await trio.sleep(timeout)
+        fetches.begin(peer)
+        try:
+            await trio.sleep(timeout)
+        finally:
+            fetches.open -= 1
         raise RequestTimeout("stalled")
 
     return serve, fetches
@@ -281,7 +306,7 @@ def test_a_proposer_signing_blocks_nobody_has_cannot_hold_up_votes(tmp_path: Pat
         net = ScriptedNet(serve)
         async with running(tmp_path, net) as (host, svc):
             start = trio.current_time()
-            for salt in range(3 * MAX_FETCHES_PER_ROUND):  # distinct blocks, one round
+            for salt in range(12):  # distinct blocks, one round
                 await svc.on_consensus("proposer", compact_nobody_has(host, chain, 0, salt))
             voter = NET.validator_keys[1]
             vote = Vote(VoteType.PREVOTE, 1, 0, b"", addr(voter)).signed(voter, NET.chain_id)
@@ -289,14 +314,51 @@ def test_a_proposer_signing_blocks_nobody_has_cannot_hold_up_votes(tmp_path: Pat
             await trio.testing.wait_all_tasks_blocked(0.05)
             assert trio.current_time() - start < 1  # the vote did not wait on any fetch
             assert addr(voter) in host.engine.prevotes[0].by_value[b""]
-            assert len(fetches) == 1  # one at a time per round
-            await trio.sleep(MAX_FETCHES_PER_ROUND * (REQUEST_TIMEOUT_S + 1))
-            for salt in range(MAX_FETCHES_PER_ROUND):  # each a fresh block of that round
+            assert len(fetches.times) == 1  # one at a time per round
+            await trio.sleep(5 * (REQUEST_TIMEOUT_S + 1))
+            for salt in range(5):  # more blocks of that round, well apart
                 await svc.on_consensus("proposer", compact_nobody_has(host, chain, 0, salt))
                 await trio.sleep(REQUEST_TIMEOUT_S + 1)
-            assert len(fetches) == MAX_FETCHES_PER_ROUND  # then that round's fetches end
+            assert len(fetches.times) == FETCH_TRIES_PER_PEER  # what that peer may cost us
             assert host.engine.proposals == {}
-            assert svc.compact_misses == 4 * MAX_FETCHES_PER_ROUND
+            assert svc.compact_misses == 17
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_a_relay_serving_nothing_cannot_shut_the_honest_source_out(tmp_path: Path) -> None:
+    """A relay can re-wrap the proposer's signed proposal as compact proposals naming txs
+    nobody has (each a new gossip message) and answer the fetch with nothing. Fetch tries
+    are counted per source, and a failed one moves on to the next source."""
+    chain = Chain(NET)
+
+    async def main() -> None:
+        async def serve(peer: str, protocol: str, payload: bytes, timeout: float) -> bytes:
+            asked.append(peer)
+            if peer == "relay":
+                await trio.sleep(timeout / 2)  # then nothing
+                return wire.encode([])
+            return wire.encode([block.encode()])
+
+        asked: list[str] = []
+        net = ScriptedNet(serve)
+        async with running(tmp_path, net) as (host, svc):
+            user = NET.user_keys[1]
+            tx = chain.transfer(user, addr(NET.user_keys[2]), 1, nonce=0).encode()
+            block = chain.build([tx], proposer=host.validator_set().proposer(1, 0))
+            prop = signed_proposal(host, block)
+            forged = encode([wire.KIND_COMPACT_PROPOSAL, prop.encode(),
+                             [block.header.to_fields(), [bytes(32)], list(block.evidence),
+                              block.last_commit.to_fields()]])  # a tx hash nobody has
+            for _ in range(6):
+                await svc.on_consensus("relay", forged)
+                await trio.sleep(1)
+            await svc.on_consensus("proposer", wire.encode_compact_proposal(prop, block))
+            await trio.sleep(3 * REQUEST_TIMEOUT_S)
+            assert host.engine.proposals == {0: (prop, True)}
+            assert asked.count("relay") == FETCH_TRIES_PER_PEER
+            assert asked.count("proposer") == 1
+            assert net.reports == []  # a relay may have dropped a block it served before
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
@@ -326,6 +388,51 @@ def test_a_fetched_block_reaches_the_engine_and_far_rounds_are_not_fetched(
     trio.run(main)
 
 
+def test_far_rounds_are_not_fetched_while_the_engine_has_not_started_the_height(
+        tmp_path: Path) -> None:
+    """While a block is stored and the WAL rotated, our tip is the new block but the engine
+    is still at the height before: the round window must hold then too."""
+    chain = Chain(NET)
+    serve, fetches = stalling_fetches([b""])
+
+    async def main() -> None:
+        net = ScriptedNet(serve)
+        async with running(tmp_path, net) as (host, svc):
+            first = chain.advance()
+            rotate = host.wal.rotate
+            rotating = threading.Event()
+
+            def slow_rotate(record: bytes) -> None:  # a slow disk's fsync
+                rotating.wait(GATE_S)
+                rotate(record)
+
+            host.wal.rotate = slow_rotate
+            await host.submit(SyncedBlock(first, chain.last_commit))
+            with trio.fail_after(GATE_S):
+                while host.height < 1:
+                    await trio.sleep(0.01)
+            assert host.engine.height == 1  # not started on height 2 yet
+            second = chain.build([compact_tx(chain)])
+            vs = host.validator_set()
+            for round_ in range(FETCH_ROUNDS_AHEAD + 1, FETCH_ROUNDS_AHEAD + 30):
+                key = next(k for k in NET.validator_keys
+                           if addr(k) == vs.proposer(2, round_))
+                proposal = Proposal(2, round_, second.hash(), -1, addr(key)).signed(
+                    key, NET.chain_id)
+                await svc.on_consensus("byzantine",
+                                       wire.encode_compact_proposal(proposal, second))
+            await trio.testing.wait_all_tasks_blocked(0.05)
+            rotating.set()
+            assert fetches.times == []
+
+    trio.run(main)
+
+
+def compact_tx(chain: Chain) -> bytes:
+    """A tx no mempool holds."""
+    return chain.transfer(NET.user_keys[2], addr(NET.user_keys[1]), 9, nonce=0).encode()
+
+
 def test_a_votes_reply_is_handled_once_per_message_and_within_a_deadline(
         tmp_path: Path) -> None:
     chain = Chain(NET)
@@ -341,17 +448,19 @@ def test_a_votes_reply_is_handled_once_per_message_and_within_a_deadline(
             start = trio.current_time()
             await svc._pull_votes("peer")
             await trio.testing.wait_all_tasks_blocked(0.05)
-            assert len(fetches) == 1  # 4,000 copies were 4,000 fetches, 11 hours
+            assert len(fetches.times) == 1  # 4,000 copies were 4,000 fetches, 11 hours
             assert trio.current_time() - start < 1  # and it waits on none of them
             rounds = [wire.encode_proposal(signed_proposal(host, block, r), b"")
                       for r in range(50)]  # distinct
             reply[0] = wire.encode_messages(rounds)
-            await trio.sleep(REQUEST_TIMEOUT_S + 1)
+            await trio.sleep(REQUEST_TIMEOUT_S / 2)
             start = trio.current_time()
             await svc._pull_votes("peer")
             assert trio.current_time() - start <= PULL_DEADLINE_S + 1
-            await trio.testing.wait_all_tasks_blocked(0.05)
-            # round 0 again, and the rounds up to FETCH_ROUNDS_AHEAD: not the 47 beyond
-            assert len(fetches) == 1 + 1 + FETCH_ROUNDS_AHEAD
+            await trio.sleep(4 * REQUEST_TIMEOUT_S)
+            # round 0 twice (a second try: its first failed), then rounds 1 and 2, never
+            # more than FETCHES_PER_PEER at once to the one peer; not the 47 beyond
+            assert len(fetches.times) == FETCH_TRIES_PER_PEER + FETCH_ROUNDS_AHEAD
+            assert fetches.most_open == FETCHES_PER_PEER
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
