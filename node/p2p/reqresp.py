@@ -176,8 +176,8 @@ async def serve(stream: INetStream, route: Route, report_bad: Callable[[str, str
 
 async def _serve(stream: INetStream, route: Route, peer: str,
                  report_bad: Callable[[str, str], None]) -> None:
-    deadline = trio.current_time() + read_deadline(0)
-    with trio.move_on_at(deadline) as waited:
+    opened = trio.current_time()
+    with trio.move_on_at(opened + read_deadline(0)) as waited:
         (length,) = REQUEST_HEADER.unpack(await read_exactly(stream, REQUEST_HEADER.size))
     if waited.cancelled_caught:
         raise _Silent(f"no request header within {read_deadline(0):g} s")
@@ -186,8 +186,7 @@ async def _serve(stream: INetStream, route: Route, peer: str,
                          f"max_request of {route.max_request} B")
         await abort(stream)
         return
-    deadline += read_deadline(length) - read_deadline(0)
-    with trio.move_on_at(deadline) as waited:
+    with trio.move_on_at(opened + read_deadline(length)) as waited:
         request = await read_exactly(stream, length)
     if waited.cancelled_caught:
         raise _Silent(f"request of {length} B not delivered within "

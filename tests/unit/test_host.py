@@ -17,12 +17,14 @@ import pytest
 import trio
 
 from consensus.bft.engine import TimeoutConfig
+from consensus.bft.validators import ValidatorSet
 from consensus.hashing import sha256
 from node.api.txs import committed_location
 from node.chain.signer import FileSigner
 from node.cli.main import first_jevons_error
 from node.p2p import P2PNode
 from node.runtime import events as ev
+from node.runtime import wire
 from node.runtime.host import ConsensusHost, SyncedBlock
 from node.runtime.wal import Wal, WalCorrupt
 from node.store.blockstore import BlockStore
@@ -266,8 +268,6 @@ class Published:
         self.proposals: list[object] = []
 
     async def publish(self, topic: str, data: bytes) -> None:
-        from node.runtime import wire
-
         message = wire.decode_consensus(data)
         if not isinstance(message, wire.Vote):
             self.proposals.append(message.proposal)
@@ -284,8 +284,6 @@ def test_a_proposer_killed_between_signing_and_logging_proposes_the_same_block_a
     alice, bob = net.user_keys[:2]
     txs = [chain.transfer(alice, addr(bob), 1, nonce=n).encode() for n in range(3)]
     patient = TimeoutConfig(propose_ms=600_000)
-    from consensus.bft.validators import ValidatorSet
-
     proposer = ValidatorSet(net.genesis.initial_state().validators).proposer(1, 0)
     key = next(k for k in net.validator_keys if addr(k) == proposer)
 

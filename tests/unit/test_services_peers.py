@@ -288,11 +288,16 @@ def stalling_fetches(reply: list[bytes]) -> tuple[object, Fetches]:
     return serve, fetches
 
 
+def tx_nobody_has(chain: Chain, salt: int = 0) -> bytes:
+    """A valid tx no mempool holds (distinct per `salt`)."""
+    return chain.transfer(NET.user_keys[1], addr(NET.user_keys[2]), 1 + salt,
+                          nonce=0).encode()
+
+
 def compact_nobody_has(host: ConsensusHost, chain: Chain, round_: int, salt: int) -> bytes:
     """A signed compact proposal for `round_` whose one tx no mempool holds."""
-    user = NET.user_keys[1]
-    tx = chain.transfer(user, addr(NET.user_keys[2]), 1 + salt, nonce=0).encode()
-    block = chain.build([tx], proposer=host.validator_set().proposer(1, round_))
+    block = chain.build([tx_nobody_has(chain, salt)],
+                        proposer=host.validator_set().proposer(1, round_))
     return wire.encode_compact_proposal(signed_proposal(host, block, round_), block)
 
 
@@ -343,9 +348,8 @@ def test_a_relay_serving_nothing_cannot_shut_the_honest_source_out(tmp_path: Pat
         asked: list[str] = []
         net = ScriptedNet(serve)
         async with running(tmp_path, net) as (host, svc):
-            user = NET.user_keys[1]
-            tx = chain.transfer(user, addr(NET.user_keys[2]), 1, nonce=0).encode()
-            block = chain.build([tx], proposer=host.validator_set().proposer(1, 0))
+            block = chain.build([tx_nobody_has(chain)],
+                                proposer=host.validator_set().proposer(1, 0))
             prop = signed_proposal(host, block)
             forged = encode([wire.KIND_COMPACT_PROPOSAL, prop.encode(),
                              [block.header.to_fields(), [bytes(32)], list(block.evidence),
@@ -412,7 +416,7 @@ def test_far_rounds_are_not_fetched_while_the_engine_has_not_started_the_height(
                 while host.height < 1:
                     await trio.sleep(0.01)
             assert host.engine.height == 1  # not started on height 2 yet
-            second = chain.build([compact_tx(chain)])
+            second = chain.build([tx_nobody_has(chain)])
             vs = host.validator_set()
             for round_ in range(FETCH_ROUNDS_AHEAD + 1, FETCH_ROUNDS_AHEAD + 30):
                 key = next(k for k in NET.validator_keys
@@ -426,11 +430,6 @@ def test_far_rounds_are_not_fetched_while_the_engine_has_not_started_the_height(
             assert fetches.times == []
 
     trio.run(main)
-
-
-def compact_tx(chain: Chain) -> bytes:
-    """A tx no mempool holds."""
-    return chain.transfer(NET.user_keys[2], addr(NET.user_keys[1]), 9, nonce=0).encode()
 
 
 def test_a_votes_reply_is_handled_once_per_message_and_within_a_deadline(
