@@ -4,7 +4,9 @@
     HOME/genesis.json           the chain's genesis (genesis/document.py)
     HOME/keys/validator.json    validator signing key (0600)
     HOME/keys/node_key          libp2p identity seed (0600)
-    HOME/data/                  LevelDB chain store and, later, WAL and signing state
+    HOME/data/                  LevelDB chain store and, later, the consensus WAL
+    HOME/data/signer/           the validator key's sign state (node/chain/signer.py),
+                                created with the key: it must travel with keys/validator.json
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from consensus.crypto import SEED_LEN, PrivateKey
 from genesis.document import Genesis, dump_genesis, load_genesis
+from node.chain.signer import create_sign_state
 from node.config import NodeConfig, load_config
 from node.errors import HomeError
 from node.fsutil import atomic_write, staged_directory
@@ -49,6 +52,10 @@ class HomePaths:
     def chain_db(self) -> Path:
         return self.data / "chain.db"
 
+    @property
+    def signer(self) -> Path:
+        return self.data / "signer"
+
 
 def write_home(root: Path, config: NodeConfig, genesis: Genesis, validator_key: PrivateKey,
                node_seed: bytes | None = None) -> HomePaths:
@@ -65,6 +72,7 @@ def write_home(root: Path, config: NodeConfig, genesis: Genesis, validator_key: 
             atomic_write(paths.config, config.to_toml().encode())
             atomic_write(paths.genesis, dump_genesis(genesis).encode())
             write_validator_key(paths.validator_key, validator_key)
+            create_sign_state(paths.signer, validator_key.public)
             write_node_key(paths.node_key, node_seed or os.urandom(SEED_LEN))
     except OSError as exc:
         raise HomeError(f"cannot create home {root}: {exc.strerror or exc}") from exc

@@ -7,15 +7,23 @@ signature; anything else at or before the last position is refused. An exclusive
 stops a second process from using the same key (the "twins" failure), and no command ever
 resets the state file.
 
-The state file holds two fixed 4 KiB slots, each a counter, a length, a CRC32 and one
-encoded SignState. An update overwrites the older slot in place and fdatasyncs: one disk
-flush per signature, where a temp file, a rename and a directory fsync took two or more
-(every vote waits for it, so on a slow disk this is most of a height's latency). A write
-torn by a power cut fails its CRC and the other slot, the previous state, is used; the
-signature of the torn write was never released. At start the state read is written again
-into the other slot and flushed (a write whose flush failed before a restart may still be in
-the page cache and not on disk). A file in the older single-record form (written whole by
-rename) is read as is and rewritten in the slot form at its first update.
+The state file holds two fixed 4 KiB slots, each a counter, the public key it belongs to, a
+length, a CRC32 and one encoded SignState. An update overwrites the older slot in place and
+fdatasyncs: one disk flush per signature, where a temp file, a rename and a directory fsync
+took two or more (every vote waits for it, so on a slow disk this is most of a height's
+latency). A write torn by a power cut fails its CRC and the other slot, the previous state,
+is used; the signature of the torn write was never released. At start the state read is
+written again into the other slot and flushed (a write whose flush failed before a restart
+may still be in the page cache and not on disk).
+
+The file is created with the key (`create_sign_state`, called by `jevons init` and
+`jevons testnet`), so a missing file means a lost one: the signer refuses to start rather
+than sign as if it had never signed (a wiped data directory, a key moved to a new machine
+without it). `new_state=True` (`jevons node start --new-sign-state`) is the operator's
+explicit word that this key has not signed at the chain's current height or later. A file
+that belongs to another key is refused too. Files from before the key was recorded (the
+"JSS2" slot form and the single-record form written whole by rename) are read as this key's
+and rewritten in the current form at start.
 """
 
 from __future__ import annotations
@@ -26,9 +34,16 @@ import struct
 import zlib
 from pathlib import Path
 
+from consensus.address import address_from_pubkey, to_bech32
 from consensus.bft.guard import SignState, SignStep, check_sign
 from consensus.bft.messages import Proposal
-from consensus.crypto import DOMAIN_PROPOSAL, DOMAIN_VOTE, PrivateKey, signing_domain
+from consensus.crypto import (
+    DOMAIN_PROPOSAL,
+    DOMAIN_VOTE,
+    PUBKEY_LEN,
+    PrivateKey,
+    signing_domain,
+)
 from consensus.errors import DecodeError
 from consensus.vote import Vote, VoteType
 from node.errors import NodeError
@@ -37,8 +52,10 @@ from node.fsutil import atomic_write
 STATE_FILE = "sign_state.bin"
 LOCK_FILE = "signer.lock"
 SLOT_BYTES = 4096
-SLOT_MAGIC = b"JSS2"
-SLOT_HEADER = struct.Struct(">4sQII")  # magic, counter, payload length, CRC32
+SLOT_MAGIC = b"JSS3"
+SLOT_HEADER = struct.Struct(f">4sQ{PUBKEY_LEN}sII")  # magic, counter, owner, length, CRC
+OLD_SLOT_MAGIC = b"JSS2"  # the form before the owner was recorded
+OLD_SLOT_HEADER = struct.Struct(">4sQII")  # magic, counter, payload length, CRC32
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
@@ -47,7 +64,9 @@ class SignerError(NodeError):
 
 
 class FileSigner:
-    def __init__(self, directory: Path, key: PrivateKey, chain_id: str) -> None:
+    def __init__(self, directory: Path, key: PrivateKey, chain_id: str, *,
+                 new_state: bool = False) -> None:
+        """`new_state`: start from a fresh state if the file is missing (never overwrites)."""
         self.key, self.chain_id = key, chain_id
         self.path = directory / STATE_FILE
         try:
@@ -56,15 +75,22 @@ class FileSigner:
         except OSError as exc:
             raise SignerError(f"{directory}: cannot use the signer directory ({exc}); the "
                               "validator cannot sign without it") from exc
-        self._fd = -1  # the slot file, open once it is in the slot form
+        self._fd = -1  # the slot file, open once it is in the current form
+        self._closed = False
         try:
-            self.state, self._counter, slotted = _load(self.path)
-            if slotted:
+            loaded = _load(self.path)
+            if loaded is None and not new_state:
+                raise _missing(self.path)
+            self.state, self._counter, owner, current = loaded or (SignState(), 0, None, False)
+            if owner is not None and owner != key.public:
+                raise _foreign(self.path, owner, key.public)
+            if current:
                 self._fd = os.open(self.path, os.O_RDWR)
-                # What was read may be a write whose fdatasync failed before a restart
-                # (the page cache still holds it; the disk may not). Write it again into
-                # the other slot and flush, so it is durable before it can be re-released.
-                self._persist(self.state)
+            # What was read may be a write whose fdatasync failed before a restart (the page
+            # cache still holds it; the disk may not). Write it again into the other slot and
+            # flush, so it is durable before it can be re-released. A missing file, or one in
+            # an older form, is written whole in the current form.
+            self._persist(self.state)
         except OSError as exc:
             self.close()
             raise SignerError(f"{self.path}: cannot read or update the sign state ({exc}); "
@@ -74,6 +100,7 @@ class FileSigner:
             raise
 
     def close(self) -> None:
+        self._closed = True
         fds, self._fd, self._lock_fd = (self._fd, self._lock_fd), -1, -1
         for fd in fds:
             if fd >= 0:
@@ -92,6 +119,8 @@ class FileSigner:
 
     def _sign(self, height: int, round_: int, step: SignStep, domain: str,
               payload: bytes) -> bytes:
+        if self._closed:  # its lock is gone: another process may hold the key now
+            raise SignerError(f"{self.path}: the signer is closed; nothing more is signed")
         message = signing_domain(domain, self.chain_id) + payload
         if not check_sign(self.state, height, round_, step, message):
             return self.state.signature  # the same message again: the same signature
@@ -103,20 +132,35 @@ class FileSigner:
 
     def _persist(self, state: SignState) -> None:
         counter = self._counter + 1
-        slot = _encode_slot(counter, state)
+        slot = _encode_slot(counter, self.key.public, state)
         if self._fd >= 0:  # overwrite the older slot in place
             written = os.pwrite(self._fd, slot, (counter % 2) * SLOT_BYTES)
             if written != SLOT_BYTES:  # e.g. a full disk: the other slot still holds the state
                 raise SignerError(f"{self.path}: wrote {written} of {SLOT_BYTES} bytes of the "
                                   "sign state; the signature was not released")
             _fdatasync(self._fd)
-        else:  # first write, or a file in the single-record form: create the slot file
-            image = bytearray(2 * SLOT_BYTES)
-            start = (counter % 2) * SLOT_BYTES
-            image[start:start + SLOT_BYTES] = slot
-            atomic_write(self.path, bytes(image), mode=0o600)
+        else:  # a new file, or one in an older form: write it whole
+            atomic_write(self.path, _image(counter, slot), mode=0o600)
             self._fd = os.open(self.path, os.O_RDWR)
         self._counter = counter
+
+
+def create_sign_state(directory: Path, public: bytes) -> None:
+    """Write the fresh sign state of a new key `public` into `directory` (made if needed);
+    refuse to replace an existing one."""
+    path = directory / STATE_FILE
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.exists():
+        raise SignerError(f"{path} already exists; a sign state is never replaced")
+    atomic_write(path, _image(0, _encode_slot(0, public, SignState())), mode=0o600)
+
+
+def _image(counter: int, slot: bytes) -> bytes:
+    """A whole file holding `slot` in the place of `counter`, the other slot empty."""
+    image = bytearray(2 * SLOT_BYTES)
+    start = (counter % 2) * SLOT_BYTES
+    image[start:start + SLOT_BYTES] = slot
+    return bytes(image)
 
 
 def _take_lock(path: Path) -> int:
@@ -130,53 +174,81 @@ def _take_lock(path: Path) -> int:
     return fd
 
 
-def _encode_slot(counter: int, state: SignState) -> bytes:
+def _encode_slot(counter: int, owner: bytes, state: SignState) -> bytes:
     payload = state.encode()
-    slot = SLOT_HEADER.pack(SLOT_MAGIC, counter, len(payload), _slot_crc(counter, payload))
+    slot = SLOT_HEADER.pack(SLOT_MAGIC, counter, owner, len(payload),
+                            _slot_crc(counter, owner + payload))
     slot += payload
     if len(slot) > SLOT_BYTES:  # SignState.decode bounds it far below (about 2.2 KB)
         raise SignerError(f"sign state of {len(payload)} bytes does not fit a slot")
     return slot.ljust(SLOT_BYTES, b"\0")
 
 
-def _slot_crc(counter: int, payload: bytes) -> int:
+def _slot_crc(counter: int, covered: bytes) -> int:
     """The checksum covers the counter too: a slot cannot pass with another slot's count."""
-    return zlib.crc32(struct.pack(">Q", counter) + payload)
+    return zlib.crc32(struct.pack(">Q", counter) + covered)
 
 
-def _decode_slot(raw: bytes) -> tuple[int, SignState] | None:
-    """(counter, state) of an intact slot; None for an empty or torn one."""
-    if len(raw) < SLOT_HEADER.size:
+def _decode_slot(raw: bytes) -> tuple[int, bytes | None, SignState] | None:
+    """(counter, owner, state) of an intact slot, the owner None in the older "JSS2" form;
+    None for an empty or torn one."""
+    magic = raw[:len(SLOT_MAGIC)]
+    if magic == SLOT_MAGIC and len(raw) >= SLOT_HEADER.size:
+        _, counter, owner, length, crc = SLOT_HEADER.unpack_from(raw)
+        payload = raw[SLOT_HEADER.size:SLOT_HEADER.size + length]
+        covered = owner + payload
+    elif magic == OLD_SLOT_MAGIC and len(raw) >= OLD_SLOT_HEADER.size:
+        _, counter, length, crc = OLD_SLOT_HEADER.unpack_from(raw)
+        owner, payload = None, raw[OLD_SLOT_HEADER.size:OLD_SLOT_HEADER.size + length]
+        covered = payload
+    else:
         return None
-    magic, counter, length, crc = SLOT_HEADER.unpack_from(raw)
-    payload = raw[SLOT_HEADER.size:SLOT_HEADER.size + length]
-    if (magic != SLOT_MAGIC or len(payload) != length
-            or _slot_crc(counter, payload) != crc):
+    if len(payload) != length or _slot_crc(counter, covered) != crc:
         return None
     try:
-        return counter, SignState.decode(payload)
+        return counter, owner, SignState.decode(payload)
     except (DecodeError, ValueError):
         return None
 
 
-def _load(path: Path) -> tuple[SignState, int, bool]:
-    """(state, counter of its slot, whether the file is in the slot form)."""
+def _load(path: Path) -> tuple[SignState, int, bytes | None, bool] | None:
+    """(state, counter of its slot, owner key or None if not recorded, whether the file is
+    in the current form); None if there is no file."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return SignState(), 0, False
-    if raw[:len(SLOT_MAGIC)] == SLOT_MAGIC or raw[SLOT_BYTES:][:len(SLOT_MAGIC)] == SLOT_MAGIC:
+        return None
+    magics = {raw[:4], raw[SLOT_BYTES:SLOT_BYTES + 4]}
+    if SLOT_MAGIC in magics or OLD_SLOT_MAGIC in magics:
         slots = [_decode_slot(raw[i * SLOT_BYTES:(i + 1) * SLOT_BYTES]) for i in (0, 1)]
         intact = [slot for slot in slots if slot is not None]
         if len(raw) == 2 * SLOT_BYTES and intact:
-            counter, state = max(intact, key=lambda slot: slot[0])
-            return state, counter, True
+            counter, owner, state = max(intact, key=lambda slot: slot[0])
+            return state, counter, owner, SLOT_MAGIC in magics
         raise _corrupt(path, "neither slot is intact" if len(raw) == 2 * SLOT_BYTES
                        else f"{len(raw)} bytes, expected {2 * SLOT_BYTES}")
     try:
-        return SignState.decode(raw), 0, False
+        return SignState.decode(raw), 0, None, False
     except (DecodeError, ValueError) as exc:
         raise _corrupt(path, str(exc)) from exc
+
+
+def _missing(path: Path) -> SignerError:
+    return SignerError(
+        f"{path} is missing: this validator would sign as if it had never signed, and could "
+        "sign twice at a height it already signed (slashing). The file is created with the "
+        "key by `jevons init` and must travel with it: restore it from a backup. Only if it "
+        "is truly lost, and the chain is past the last height this key signed (or the key "
+        "has never signed on this chain), start once with --new-sign-state")
+
+
+def _foreign(path: Path, owner: bytes, public: bytes) -> SignerError:
+    return SignerError(
+        f"{path} belongs to validator {to_bech32(address_from_pubkey(owner))}, not to this "
+        f"home's key ({to_bech32(address_from_pubkey(public))}): the key or the sign state "
+        "was replaced. Put back the matching pair (a key moved to a new home needs its "
+        "sign_state.bin moved with it); if the key's own sign state is truly lost, remove "
+        "this file and follow the advice for a missing one")
 
 
 def _corrupt(path: Path, detail: str) -> SignerError:

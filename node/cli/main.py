@@ -138,8 +138,12 @@ def node() -> None:
               help="Override [node] role of config.toml for this run: validator (signs "
                    "blocks, checks jobs it is drawn for), provider (runs jobs, terms from "
                    "[provider]) or full (follows the chain).")
+@click.option("--new-sign-state", is_flag=True,
+              help="Validators: start from a fresh sign state if data/signer/sign_state.bin "
+                   "is missing. Only when it is truly lost and the chain is past the last "
+                   "height this key signed: signing twice at one height is slashed.")
 def node_start(home: Path, blocks: int, txs_per_block: int, log_level: str,
-               log_format: str, role: str | None) -> None:
+               log_format: str, role: str | None, new_sign_state: bool) -> None:
     """Start the node of HOME.
 
     A single-validator dev home produces blocks locally; any other home joins its network
@@ -165,7 +169,7 @@ def node_start(home: Path, blocks: int, txs_per_block: int, log_level: str,
     from node.runtime.node import run_node
 
     try:
-        height = trio.run(run_node, opened, None, blocks)
+        height = trio.run(run_node, opened, None, blocks, new_sign_state)
     except BaseExceptionGroup as group:  # trio wraps task errors; show ours as one line
         raise first_jevons_error(group) or group from None
     click.echo(f"stopped at height {height}")

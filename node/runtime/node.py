@@ -42,14 +42,16 @@ later: a young generation of 20,000 objects is a few MB."""
 
 
 async def run_node(home: Home, timeouts: TimeoutConfig | None = None,
-                   blocks: int = 0) -> int:
+                   blocks: int = 0, new_sign_state: bool = False) -> int:
     """Run until a signal (or until `blocks` new blocks are committed, when set); return
-    the final height."""
+    the final height. `new_sign_state`: a validator whose sign state is missing starts from
+    a fresh one (the operator's word that the key has not signed at the chain's height)."""
     configure_libp2p_logging()
     genesis = home.genesis
     with BlockStore.open(home.paths.chain_db) as store:
         store.init_genesis(genesis.hash(), genesis.initial_state())
-        signer = (FileSigner(home.paths.data / "signer", home.validator_key, genesis.chain_id)
+        signer = (FileSigner(home.paths.signer, home.validator_key, genesis.chain_id,
+                             new_state=new_sign_state)
                   if home.config.role == "validator" else None)
         net = P2PNode.from_config(home.node_seed, home.config.p2p)
         host = ConsensusHost(store, net, home.validator_key, signer,

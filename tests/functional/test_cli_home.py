@@ -28,7 +28,8 @@ def test_init_creates_a_complete_private_home(tmp_path: Path) -> None:
     assert opened.genesis.single_validator_dev_chain
     assert len(opened.genesis.accounts) == 3
     assert opened.genesis.validators[0].pubkey == opened.validator_key.public
-    for key_file in (home / "keys" / "validator.json", home / "keys" / "node_key"):
+    for key_file in (home / "keys" / "validator.json", home / "keys" / "node_key",
+                     home / "data" / "signer" / "sign_state.bin"):  # created with the key
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
@@ -150,3 +151,48 @@ def test_corrupt_wal_stops_the_node_with_one_line(tmp_path: Path) -> None:
     assert line and "consensus.wal is corrupt at byte 0" in line[0]
     assert "Traceback" not in result.stderr
     assert wal.read_bytes() == before  # never "repaired" behind the operator's back
+
+
+def test_a_validator_without_its_own_sign_state_does_not_start(tmp_path: Path) -> None:
+    """A wiped data directory or a key moved without its sign state must not look like a
+    key that never signed; the operator says so explicitly with --new-sign-state."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.functional.cli import JEVONS
+    from tests.functional.framework import free_port_block
+
+    out = tmp_path / "net"
+    jevons("testnet", "--out", out, "--base-port", str(free_port_block(8)), check=True)
+    state = out / "node0" / "data" / "signer" / "sign_state.bin"
+    theirs = out / "node1" / "data" / "signer" / "sign_state.bin"
+    state.write_bytes(theirs.read_bytes())  # another key's record
+    result = jevons("node", "start", "--home", out / "node0", "--new-sign-state", timeout=60)
+    assert result.returncode == 1
+    assert "belongs to validator" in error_line(result)
+    assert state.read_bytes() == theirs.read_bytes()
+
+    state.unlink()
+    result = jevons("node", "start", "--home", out / "node0", timeout=60)
+    assert result.returncode == 1
+    line = error_line(result)
+    assert "sign_state.bin is missing" in line and "--new-sign-state" in line
+    assert not state.exists()
+
+    node = subprocess.Popen([JEVONS, "node", "start", "--home", str(out / "node0"),
+                             "--new-sign-state"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        status = out / "node0" / "data" / "status.json"  # written once the node runs
+        deadline = time.monotonic() + 60
+        while not status.exists() and node.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert status.exists(), node.stderr.read() if node.poll() is not None else "not up"
+        assert state.exists()
+        node.send_signal(signal.SIGINT)
+        stdout, stderr = node.communicate(timeout=60)
+    finally:
+        node.kill()
+    assert node.returncode == 0, stderr
+    assert "stopped at height 0" in stdout

@@ -36,8 +36,8 @@ GATE_S = 10.0  # how long the signer waits for the loop before it fails the test
 class GatedSigner(FileSigner):
     """FileSigner whose write waits until the test releases it (a disk that is slow)."""
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)
+    def __init__(self, *args: object, **kwargs: bool) -> None:
+        super().__init__(*args, **kwargs)
         self.entered, self.release = threading.Event(), threading.Event()
         self.ran_on: list[int] = []
 
@@ -59,7 +59,8 @@ def test_signing_runs_off_the_trio_loop(tmp_path: Path) -> None:
     async def main() -> None:
         with BlockStore.open(tmp_path / "chain") as store:
             store.init_genesis(net.genesis.hash(), net.genesis.initial_state())
-            signer = GatedSigner(tmp_path / "signer", net.validator_keys[0], net.chain_id)
+            signer = GatedSigner(tmp_path / "signer", net.validator_keys[0], net.chain_id,
+                                 new_state=True)
             p2p = P2PNode(sha256(b"host"), "/ip4/127.0.0.1/tcp/0")
             host = ConsensusHost(store, p2p, net.validator_keys[0], signer,
                                  tmp_path / "consensus.wal", fast)
@@ -305,7 +306,8 @@ def test_a_proposer_killed_between_signing_and_logging_proposes_the_same_block_a
     async def main() -> None:
         with BlockStore.open(tmp_path / "chain") as store:
             store.init_genesis(net.genesis.hash(), net.genesis.initial_state())
-            first = KilledAfterSigningProposal(tmp_path / "signer", key, net.chain_id)
+            first = KilledAfterSigningProposal(tmp_path / "signer", key, net.chain_id,
+                                               new_state=True)
             with pytest.raises(BaseExceptionGroup) as killed:
                 await run_host(store, first, Published(), txs[:2])
             assert killed.group_contains(Killed)
