@@ -89,7 +89,7 @@ class P2PNode:
         self._bootstrap = [info_from_p2p_addr(check_peer_addr(a)) for a in bootstrap]
         self._gossip = gossip or GossipParams()
         self._policy = policy or PeerPolicy()
-        self._book = PeerBook(self._policy)
+        self._book = PeerBook(self._policy, connected=self._connected_peers)
         self._topics: dict[str, _Topic] = {}
         self._counters: dict[str, TopicCounters] = {}
         self._routes: dict[str, reqresp.Route] = {}
@@ -196,9 +196,14 @@ class P2PNode:
     def peers(self) -> list[str]:
         """Peer ids of the peers connected now (py-libp2p's own list also counts
         connections that are closed but not yet cleaned up)."""
-        connections = self._require().host.get_network().get_connections()
-        return sorted({c.muxed_conn.peer_id.to_base58() for c in connections
-                       if not c.is_closed})
+        self._require()
+        return sorted(self._connected_peers())
+
+    def _connected_peers(self) -> set[str]:
+        if self._run is None:
+            return set()
+        connections = self._run.host.get_network().get_connections()
+        return {c.muxed_conn.peer_id.to_base58() for c in connections if not c.is_closed}
 
     def topic_peers(self, topic: str) -> list[str]:
         """The peers a publish on `topic` goes to now: our GossipSub mesh for a topic we

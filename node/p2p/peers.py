@@ -33,7 +33,9 @@ DEFAULT_WEIGHT = 20.0
 MAX_TRACKED_PEERS = 4096
 """Scores and bans kept, each. Gossip misbehaviour is charged to a message's origin, and
 anyone can make fresh identities: past this, scores decayed below 1 are forgotten, then the
-oldest, down to half (bans: the expired, then the soonest to expire)."""
+lowest, down to half, the scores of connected peers last (bans: the expired, then the
+soonest to expire). So a flood of fresh identities cannot wipe the record of a peer we are
+connected to, nor one of a peer closer to a ban than they are."""
 
 
 @dataclass
@@ -49,6 +51,7 @@ class PeerBook:
 
     policy: PeerPolicy
     clock: Callable[[], float] = time.monotonic
+    connected: Callable[[], set[str]] = set  # the peers connected now (kept when pruning)
     _scores: dict[str, _Score] = field(default_factory=dict)
     _bans: dict[str, float] = field(default_factory=dict)
 
@@ -75,10 +78,12 @@ class PeerBook:
         return True
 
     def _prune_scores(self) -> None:
-        live = [(peer, entry) for peer, entry in self._scores.items()
-                if self.score(peer) >= 1.0]
-        live.sort(key=lambda item: item[1].at)  # oldest first
-        self._scores = dict(live[-(MAX_TRACKED_PEERS // 2):])
+        connected = self.connected()
+        ranked = sorted(((peer in connected, score, entry.at, peer)
+                         for peer, entry in self._scores.items()
+                         if (score := self.score(peer)) >= 1.0), reverse=True)
+        self._scores = {peer: self._scores[peer]
+                        for *_, peer in ranked[:MAX_TRACKED_PEERS // 2]}
 
     def _prune_bans(self, now: float) -> None:
         live = sorted((expiry, peer) for peer, expiry in self._bans.items() if expiry > now)

@@ -67,16 +67,23 @@ def test_the_book_stays_bounded_under_fresh_identities_and_keeps_what_matters() 
     fresh key per message: before, every one of them stayed in the book for good."""
     clock = FakeClock()
     peers = book(clock)
+    peers.connected = lambda: {"connected"}
     for n in range(3 * MAX_TRACKED_PEERS):
         peers.report(f"fresh-{n}", 1.5)  # each decays below 1 within a half-life
         clock.now += 0.01
         assert len(peers._scores) <= MAX_TRACKED_PEERS
-    peers.report("recent-but-bad", 90)
-    assert peers.score("recent-but-bad") == pytest.approx(90)
+    peers.report("close-to-a-ban", 90)
+    peers.report("connected", 30)
+    peers.report("old-and-mild", 30)
     for n in range(3 * MAX_TRACKED_PEERS):  # and those whose scores have not decayed yet
         peers.report(f"sybil-{n}", 50)
         assert len(peers._scores) <= MAX_TRACKED_PEERS
-    assert peers.score("recent-but-bad") == 0  # the oldest go first, once over the limit
+    # a flood of fresh identities cannot wipe the record of a peer closer to a ban than
+    # they are, nor of one we are connected to; among equals the oldest go first
+    assert peers.score("close-to-a-ban") == pytest.approx(90)
+    assert peers.score("connected") == pytest.approx(30)
+    assert peers.score("old-and-mild") == 0
+    assert peers.score("sybil-0") == 0
     assert peers.score(f"sybil-{3 * MAX_TRACKED_PEERS - 1}") == pytest.approx(50)
     for n in range(3 * MAX_TRACKED_PEERS):  # bans too, the soonest to expire first
         peers.report(f"banned-{n}", 200)
