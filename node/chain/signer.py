@@ -221,7 +221,10 @@ def _load(path: Path) -> tuple[SignState, int, bytes | None, bool] | None:
     magics = {raw[:4], raw[SLOT_BYTES:SLOT_BYTES + 4]}
     if SLOT_MAGIC in magics or OLD_SLOT_MAGIC in magics:
         slots = [_decode_slot(raw[i * SLOT_BYTES:(i + 1) * SLOT_BYTES]) for i in (0, 1)]
-        intact = [slot for slot in slots if slot is not None]
+        # a slot counts only in its own place (counter parity), and only in the file's
+        # form: no writer mixes forms (a conversion rewrites the whole file)
+        intact = [slot for i, slot in enumerate(slots) if slot is not None
+                  and slot[0] % 2 == i and (slot[1] is not None or SLOT_MAGIC not in magics)]
         if len(raw) == 2 * SLOT_BYTES and intact:
             counter, owner, state = max(intact, key=lambda slot: slot[0])
             return state, counter, owner, SLOT_MAGIC in magics
@@ -237,9 +240,11 @@ def _missing(path: Path) -> SignerError:
     return SignerError(
         f"{path} is missing: this validator would sign as if it had never signed, and could "
         "sign twice at a height it already signed (slashing). The file is created with the "
-        "key by `jevons init` and must travel with it: restore it from a backup. Only if it "
-        "is truly lost, and the chain is past the last height this key signed (or the key "
-        "has never signed on this chain), start once with --new-sign-state")
+        "key (by `jevons init` or `jevons testnet`; earlier versions wrote it at the first "
+        "signature) and must travel with it: restore it from a backup. Only if it is truly "
+        "lost, and the chain is past the last height this key signed, or the key has never "
+        "signed on this chain (a home made by an earlier version that never signed), start "
+        "once with --new-sign-state")
 
 
 def _foreign(path: Path, owner: bytes, public: bytes) -> SignerError:

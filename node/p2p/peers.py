@@ -78,7 +78,11 @@ class PeerBook:
         return True
 
     def _prune_scores(self) -> None:
-        connected = self.connected()
+        try:
+            connected = self.connected()
+        except Exception:  # never let bookkeeping stop a report from banning
+            log.exception("listing connected peers failed; pruning scores without them")
+            connected = set()
         ranked = sorted(((peer in connected, score, entry.at, peer)
                          for peer, entry in self._scores.items()
                          if (score := self.score(peer)) >= 1.0), reverse=True)

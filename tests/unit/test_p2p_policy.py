@@ -144,3 +144,17 @@ def test_libp2p_warnings_carry_time_level_and_logger() -> None:
     assert lines[0].endswith("WARNING libp2p.pubsub.pubsub: fail to deliver")
     configure_libp2p_logging()
     assert len([h for h in logger.handlers if isinstance(h, _AdapterHandler)]) == 1
+
+
+def test_a_failing_list_of_connected_peers_does_not_stop_a_ban() -> None:
+    clock = FakeClock()
+    peers = book(clock)
+
+    def broken() -> set[str]:
+        raise RuntimeError("connections unavailable")
+
+    peers.connected = broken
+    for n in range(MAX_TRACKED_PEERS):
+        peers.report(f"fresh-{n}", 10)
+    assert peers.report("offender", 120)  # its report prunes the book, and still bans
+    assert peers.is_banned("offender") and len(peers._scores) <= MAX_TRACKED_PEERS

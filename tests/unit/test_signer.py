@@ -235,6 +235,33 @@ def test_a_slot_file_without_an_intact_slot_stops_the_signer(tmp_path: Path,
         FileSigner(tmp_path, KEY, CHAIN)
 
 
+def test_a_slot_counts_only_in_its_own_place_and_form(tmp_path: Path) -> None:
+    """Files no writer produces (a hand restore gone wrong): a slot whose counter does not
+    match its place, or an older-form slot beside a current one, is not believed."""
+    signer = new_signer(tmp_path)  # counter 1
+    signer.sign_vote(prevote(3, 0, A))  # 2
+    signer.sign_vote(precommit(3, 0, A))  # 3
+    signer.sign_proposal(Proposal(4, 0, B, -1, ME))  # 4, slot 0
+    path = tmp_path / "sign_state.bin"
+    at_four = path.read_bytes()
+    signer.sign_vote(prevote(4, 0, B))  # 5
+    signer.sign_vote(precommit(4, 0, B))  # 6, slot 0
+    signer.close()
+    at_six = path.read_bytes()
+    path.write_bytes(at_four[:SLOT_BYTES] + at_six[:SLOT_BYTES])  # counter 6 in slot 1
+    restarted = FileSigner(tmp_path, KEY, CHAIN)
+    assert (restarted.state.height, restarted.state.step) == (4, SignStep.PROPOSAL)
+    restarted.close()
+    # another key's current slot beside an older-form slot with a higher counter
+    other = tmp_path / "other"
+    new_signer(other, OTHER).sign_vote(prevote(3, 0, A))  # counter 2, slot 0
+    legacy = old_slot_file(SignState(9, 0, SignStep.PREVOTE, b"m", b"s"), 3)
+    path.write_bytes((other / "sign_state.bin").read_bytes()[:SLOT_BYTES]
+                     + legacy[SLOT_BYTES:])
+    with pytest.raises(SignerError, match="belongs to validator"):
+        FileSigner(tmp_path, KEY, CHAIN)
+
+
 def test_a_missing_sign_state_is_refused_unless_the_operator_says_it_is_new(
         tmp_path: Path) -> None:
     """A lost file (a wiped data directory, a key moved without it) must not read as a key
