@@ -126,6 +126,9 @@ class _StateCollector(Collector):
                        services.txs_received)
         yield _counter("jevons_gossip_txs_rejected", "Gossiped transactions the mempool "
                        "refused", services.txs_rejected)
+        yield _counter("jevons_gossip_tx_batches_stopped", "Gossiped tx batches refused "
+                       "before forwarding (a forged tx drawn, or only txs the state "
+                       "refuses)", services.tx_batches_stopped)
         yield _counter("jevons_compact_block_misses", "Compact proposals this node could not "
                        "rebuild from its mempool (the block was fetched whole)",
                        services.compact_misses)

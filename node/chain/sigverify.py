@@ -8,6 +8,7 @@ a transaction is verified once, whether it arrived through the mempool or in a b
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import trio
@@ -49,21 +50,24 @@ class ParallelVerifier:
         return bad
 
     async def check_async(self, raws: list[bytes], max_tx_bytes: int,
-                          hashes: list[bytes] | None = None
+                          hashes: list[bytes] | None = None,
+                          skip: Callable[[Tx], bool] | None = None
                           ) -> tuple[list[tuple[bytes, Tx]], list[int]]:
         """`check` without holding up the trio loop: decoding and waiting for the pool
         happen on a worker thread, so consensus messages keep flowing meanwhile. The cache
         is not written: the caller keeps only what it admits (`remember`, or the mempool)."""
-        return await trio.to_thread.run_sync(self.check, raws, max_tx_bytes, hashes)
+        return await trio.to_thread.run_sync(self.check, raws, max_tx_bytes, hashes, skip)
 
     def remember(self, verified: list[tuple[bytes, Tx]]) -> None:
         for tx_hash, tx in verified:
             self.cache.add(tx_hash, tx)
 
-    def check(self, raws: list[bytes], max_tx_bytes: int, hashes: list[bytes] | None = None
+    def check(self, raws: list[bytes], max_tx_bytes: int, hashes: list[bytes] | None = None,
+              skip: Callable[[Tx], bool] | None = None
               ) -> tuple[list[tuple[bytes, Tx]], list[int]]:
         """Decode and verify the txs not in the cache, without writing it: returns
-        ([(hash, tx) verified], sorted indices of the bad ones).
+        ([(hash, tx) verified], sorted indices of the bad ones). Decoded txs for which
+        `skip(tx)` is true (runs on this thread) are neither verified nor counted bad.
 
         Decoding runs on the calling thread while earlier chunks verify on the pool, so the
         GIL-bound decode overlaps the GIL-free signature checks.
@@ -81,6 +85,8 @@ class ParallelVerifier:
                 tx = Tx.decode(raw, max_tx_bytes)
             except DecodeError:
                 bad.append(i)
+                continue
+            if skip is not None and skip(tx):
                 continue
             chunk.append((i, tx_hash, tx, unsigned_message(raw, tx.chain_id)))
             if len(chunk) == CHUNK:

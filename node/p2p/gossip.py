@@ -34,11 +34,12 @@ log = logging.getLogger(__name__)
 
 LEAVE_TIMEOUT_S = 2.0
 
-Validator = Callable[[str, bytes], bool]
-"""validate(from_peer_id, data) -> accept? `from_peer_id` is the connected peer that sent
-us the message (the one to `report_bad`), not necessarily its origin. Must be cheap and
-stateless (decode, sizes, signatures): it runs inline in pubsub for every message from
-another peer, and pubsub caches the verdict per message id."""
+Validator = Callable[[str, str, bytes], bool]
+"""validate(from_peer_id, origin_peer_id, data) -> accept? `from_peer_id` is the connected
+peer that sent us the message, `origin_peer_id` the one that signed it first (pubsub has
+checked that signature). Must be cheap and stateless (decode, sizes, a few signatures): it
+runs inline in pubsub for every message from another peer, before it is forwarded, and
+pubsub caches the verdict per message id."""
 
 Deliver = Callable[[str, bytes], Awaitable[None]]
 """async deliver(origin_peer_id, data), called once per accepted message, in order of
@@ -142,7 +143,8 @@ def safe_validator(topic: str, validate: Validator, self_id: ID,
             counters.oversized += 1
             return False
         try:
-            accepted = validate(forwarder.to_base58(), msg.data) is True
+            accepted = validate(forwarder.to_base58(), ID(msg.from_id).to_base58(),
+                                msg.data) is True
         except Exception:
             counters.validator_errors += 1
             if _worth_logging(counters.validator_errors):

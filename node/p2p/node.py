@@ -283,8 +283,9 @@ class P2PNode:
     # ---- gossip --------------------------------------------------------------------
 
     def subscribe(self, topic: str, validate: Validator, deliver: Deliver) -> None:
-        """Receive `topic`: `validate(from_peer, data)` gates each message from another peer
-        (exceptions count as rejections), `deliver(origin, data)` gets the accepted ones.
+        """Receive `topic`: `validate(from_peer, origin, data)` gates each message from
+        another peer before it is forwarded (exceptions count as rejections),
+        `deliver(origin, data)` gets the accepted ones.
         Our own publishes are neither validated nor delivered back to us."""
         if topic in self._topics:
             raise P2PError(f"already subscribed to {topic!r}")

@@ -158,18 +158,20 @@ class ConsensusHost:
                     ) -> tuple[list[bytes], list[tuple[int, MempoolReject]]]:
         """Admit a batch of encoded txs into the mempool: each is hashed once, txs already
         pending are refused before any work, the signatures of the rest are verified on
-        all cores in one pass, off the trio loop (consensus goes on meanwhile); a full
-        mempool refuses the whole batch before any of that. Returns
-        (admitted, [(index, why), …])."""
+        all cores in one pass, off the trio loop (consensus goes on meanwhile), except those
+        the committed state refuses anyway (no account, a used nonce: junk costs a lookup,
+        not a verification); a full mempool refuses the whole batch before any of that.
+        Returns (admitted, [(index, why), …])."""
         mempool = self.mempool
         if mempool.saturated():  # every one would be refused: do not verify them first
             return [], [(i, mempool.full_error()) for i in range(len(raws))]
         hashes = [sha256(raw) for raw in raws]
         fresh = [i for i, h in enumerate(hashes) if h not in mempool]
+        state = self.state
         async with self._admitting:  # one batch at a time: ingestion must not starve consensus
-            good, bad = await self.verifier.check_async([raws[i] for i in fresh],
-                                                        self.params.max_tx_bytes,
-                                                        [hashes[i] for i in fresh])
+            good, bad = await self.verifier.check_async(
+                [raws[i] for i in fresh], self.params.max_tx_bytes, [hashes[i] for i in fresh],
+                lambda tx: mempool.refused_by_state(tx, state))
         failed = {fresh[j] for j in bad}  # the mempool names why without verifying again
         checked = dict(good)  # the mempool caches those it admits, and only those
         admitted: list[bytes] = []

@@ -129,19 +129,26 @@ class Mempool:
         if self.saturated():
             raise self.full_error()
         tx = verified or self.cache.get(tx_hash)
-        if tx is None:
+        unverified = tx is None
+        if unverified:
             try:
                 tx = Tx.decode(raw, self.params.max_tx_bytes)
                 if signature_failed:
                     check_chain_id(tx, self.chain_id)
                     raise BadTxSignature(BAD_SIGNATURE)
-                check_tx_signature(tx, raw, self.chain_id, None, tx_hash)
             except DecodeError as exc:
                 raise MempoolReject("malformed", f"undecodable transaction: {exc}") from exc
             except InvalidTx as exc:
                 raise MempoolReject(_code(exc), exc.reason) from exc
         tx_cost = cost(tx)
+        # the state's cheap refusals before a signature is verified: junk from senders
+        # that cannot pay costs a lookup, not a verification
         committed = self._check_against_state(tx, state, tx_cost)
+        if unverified:
+            try:
+                check_tx_signature(tx, raw, self.chain_id, None, tx_hash)
+            except InvalidTx as exc:
+                raise MempoolReject(_code(exc), exc.reason) from exc
         sender = tx.sender
         queue = self._by_sender.get(sender, {})
         if tx.nonce in queue:
@@ -174,6 +181,43 @@ class Mempool:
             self._ready_end[sender] = ready_end
             self._enqueue(entry)
         return tx_hash
+
+    def screen(self, raw: bytes, state: State) -> tuple[str, MempoolReject | None]:
+        """A gossiped tx checked before its batch is forwarded: ("ok", None) if it verifies
+        or is known here already; ("forged", why) if no node would ever admit it
+        (undecodable, another chain, a signature that does not verify); ("refused", why)
+        if this node's state refuses it now (unknown sender, a used nonce: a race an honest
+        relay can lose; its signature is not verified)."""
+        tx_hash = sha256(raw)
+        if tx_hash in self._by_hash or tx_hash in self.cache:
+            return "ok", None
+        try:
+            tx = Tx.decode(raw, self.params.max_tx_bytes)
+            check_chain_id(tx, self.chain_id)
+        except DecodeError as exc:
+            return "forged", MempoolReject("malformed", f"undecodable transaction: {exc}")
+        except InvalidTx as exc:
+            return "forged", MempoolReject(_code(exc), exc.reason)
+        try:
+            self._check_against_state(tx, state, cost(tx))
+        except MempoolReject as exc:
+            return "refused", exc
+        try:
+            check_tx_signature(tx, raw, self.chain_id, None, tx_hash)
+        except InvalidTx as exc:
+            return "forged", MempoolReject(_code(exc), exc.reason)
+        return "ok", None
+
+    def refused_by_state(self, tx: Tx, state: State) -> bool:
+        """Would the committed `state` refuse `tx` whatever is pending (another chain, a
+        fee too low, no account, a used nonce or one too far ahead, a balance short of this
+        tx alone)? Reads nothing of the mempool's own: safe on a worker thread while the
+        loop admits (`state` is a committed state, never changed in place)."""
+        if tx.chain_id != self.chain_id or tx.fee < self.params.min_fee:
+            return True
+        account = state.get_account(tx.sender)
+        return (account is None or not account.nonce <= tx.nonce
+                <= account.nonce + MAX_NONCE_AHEAD or cost(tx) > account.balance)
 
     def _enqueue(self, entry: Entry) -> None:
         self._queued[entry.tx_hash] = entry

@@ -118,6 +118,14 @@ class TestNode:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
 
+    def metric(self, name: str) -> float:
+        """One unlabelled sample of the node's /metrics (0 if it is not there)."""
+        with urllib.request.urlopen(f"http://{self.api}/metrics", timeout=5) as resp:
+            for line in resp.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        return 0.0
+
     def status(self) -> dict | None:
         try:
             return self.get("/status")

@@ -129,7 +129,7 @@ async def main(args: argparse.Namespace) -> None:
     async def echo(peer: str, request: bytes) -> bytes:
         return request
 
-    node.subscribe(TOPIC, lambda peer, data: True, inbox.deliver)
+    node.subscribe(TOPIC, lambda peer, origin, data: True, inbox.deliver)
     node.set_handler(ECHO, echo, MAX_REQUEST)
     async with node.running():
         emit(event="ready", peer_id=node.peer_id, addrs=node.listen_addrs())

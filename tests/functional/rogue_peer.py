@@ -2,9 +2,11 @@
 
     python -m tests.functional.rogue_peer --bootstrap MADDR --chain-id ID
 
-Publishes undecodable and forged messages on the chain's consensus and tx topics, sends an
-oversized request and garbage requests on the sync streams, then prints one JSON line with
-what it saw (how many requests failed, whether it was disconnected) and exits.
+Publishes undecodable and forged messages on the chain's consensus and tx topics (among them
+batches of transfers from funded dev accounts with forged signatures, which every node would
+have to verify if they spread), sends an oversized request and garbage requests on the sync
+streams, then prints one JSON line with what it saw (how many requests failed, whether it
+was disconnected) and exits.
 """
 
 from __future__ import annotations
@@ -27,13 +29,22 @@ async def main(bootstrap: str, chain_id: str) -> dict:
     consensus, txs = wire.topics(chain_id)
     status_proto, blocks_proto, _, _ = wire.protocols(chain_id)
     for topic in (consensus, txs):
-        node.subscribe(topic, lambda peer, data: True, _ignore)
+        node.subscribe(topic, lambda peer, origin, data: True, _ignore)
     report = {"published": 0, "failed_requests": 0, "peers_before": 0, "peers_after": 0}
     async with node.running():
         target = (await node.wait_for_peers(1, 30))[0]
         with trio.move_on_after(10):
             await node.wait_for_topic_peers(consensus, 1, 10)
         report["peers_before"] = len(node.peers())
+        with trio.move_on_after(10):
+            await node.wait_for_topic_peers(txs, 1, 10)
+        report["forged_batches"] = 0
+        for batch in forged_tx_batches(chain_id, 3):  # first: before the garbage gets us banned
+            try:
+                await node.publish(txs, batch)
+                report["forged_batches"] += 1
+            except P2PError:
+                pass
         report["pubsub_garbage_sent"] = await send_malformed_pubsub_rpc(node, target)
         garbage = [b"\xc1", b"\x93\x01\x02", encode([1, b"x" * 100, b""]),
                    encode([2, b"\x00" * 200]), encode([9, 9]), os.urandom(500)]
@@ -54,6 +65,23 @@ async def main(bootstrap: str, chain_id: str) -> dict:
         await trio.sleep(1)
         report["peers_after"] = len(node.peers())
     return report
+
+
+def forged_tx_batches(chain_id: str, count: int) -> list[bytes]:
+    """Batches of 500 transfers from the well-known dev accounts, at their first nonces
+    (valid but for the signature, whose last byte is flipped)."""
+    from consensus.tx import make_transfer
+    from genesis.dev import dev_accounts
+
+    keys = dev_accounts(4)
+    batches = []
+    for b in range(count):
+        txs = []
+        for n in range(500):
+            raw = make_transfer(keys[n % 4], chain_id, bytes(20), 1 + b, n // 4, 1000).encode()
+            txs.append(raw[:-1] + bytes([raw[-1] ^ 1]))
+        batches.append(wire.encode_tx_batch(txs))
+    return batches
 
 
 async def send_malformed_pubsub_rpc(node: P2PNode, target: str) -> bool:

@@ -132,7 +132,11 @@ def test_hostile_peer_is_ignored_and_the_network_keeps_finalizing(
     report = json.loads(rogue.stdout.strip().splitlines()[-1])
     assert report["peers_before"] >= 1 and report["published"] > 0
     assert report["failed_requests"] >= 2  # the oversized and the garbage request
-    assert report["pubsub_garbage_sent"]
+    assert report["pubsub_garbage_sent"] and report["forged_batches"] == 3
+    # the forged batches stopped at the node the rogue reached: the others never saw them
+    wait_until(lambda: net.nodes[0].metric("jevons_gossip_tx_batches_stopped_total") >= 3,
+               30, "the forged batches stopped")
+    assert [n.metric("jevons_gossip_txs_received_total") for n in net.nodes[1:]] == [0, 0, 0]
     h = max(n.height() for n in net.nodes)
     net.wait_for_height(h + 3)  # nothing the rogue did stopped the network
     assert all(n.running() for n in net.nodes)  # nor any node: a bad frame is not a crash

@@ -72,7 +72,9 @@ def test_three_nodes_gossip_through_the_hub_whose_validator_gates_it() -> None:
     """B and C know only the hub A. A's validator drops BAD messages (C never sees them)
     and survives raising on BOOM ones (pubsub keeps working)."""
 
-    def hub_check(peer: str, data: bytes) -> bool:
+    checked_by_c: list[tuple[str, str, bytes]] = []
+
+    def hub_check(peer: str, origin: str, data: bytes) -> bool:
         if data.startswith(b"BOOM"):
             raise ValueError("a validator bug")
         return not data.startswith(b"BAD")
@@ -85,8 +87,9 @@ def test_three_nodes_gossip_through_the_hub_whose_validator_gates_it() -> None:
             assert all(a.endswith(f"/p2p/{hub.peer_id}") for a in hub.listen_addrs())
             b = P2PNode(seed(2), bootstrap=hub.listen_addrs())
             c = P2PNode(seed(3), bootstrap=hub.listen_addrs())
-            b.subscribe(TOPIC, lambda p, d: True, inbox["B"].deliver)
-            c.subscribe(TOPIC, lambda p, d: True, inbox["C"].deliver)
+            b.subscribe(TOPIC, lambda p, o, d: True, inbox["B"].deliver)
+            c.subscribe(TOPIC, lambda p, o, d: checked_by_c.append((p, o, d)) is None,
+                        inbox["C"].deliver)
             async with started(b, c):
                 await hub.wait_for_topic_peers(TOPIC, 2, STEP_TIMEOUT)
                 await b.wait_for_topic_peers(TOPIC, 1, STEP_TIMEOUT)
@@ -102,6 +105,8 @@ def test_three_nodes_gossip_through_the_hub_whose_validator_gates_it() -> None:
                 assert sorted(inbox["C"].payloads()) == [b"after", b"from-hub", b"hello"]
                 assert sorted(inbox["A"].payloads()) == [b"after", b"hello"]
                 assert (b.peer_id, b"hello") in inbox["C"].messages  # origin, not forwarder
+                # C's validator is told both: the hub forwarded it, B signed it
+                assert (hub.peer_id, b.peer_id, b"hello") in checked_by_c
                 counters = hub.counters(TOPIC)
                 assert (counters.rejected, counters.validator_errors) == (1, 1)
                 with pytest.raises(GossipTooLarge):
@@ -123,8 +128,8 @@ def test_gossip_streams_return_yamux_credit_in_batches() -> None:
 
     async def scenario() -> None:
         a, b, inbox = P2PNode(seed(1)), P2PNode(seed(2)), Inbox()
-        a.subscribe(TOPIC, lambda p, d: True, Inbox().deliver)
-        b.subscribe(TOPIC, lambda p, d: True, inbox.deliver)
+        a.subscribe(TOPIC, lambda p, o, d: True, Inbox().deliver)
+        b.subscribe(TOPIC, lambda p, o, d: True, inbox.deliver)
         async with started(a, b):
             await b.connect(a.listen_addrs()[0])
             await a.wait_for_topic_peers(TOPIC, 1, STEP_TIMEOUT)
@@ -279,7 +284,7 @@ def test_a_message_a_banned_peer_forwarded_still_counts_from_an_honest_one() -> 
 
     async def scenario() -> None:
         hub, origin, inbox = P2PNode(seed(21)), P2PNode(seed(22)), Inbox()
-        hub.subscribe(TOPIC, lambda peer, data: True, inbox.deliver)
+        hub.subscribe(TOPIC, lambda peer, origin, data: True, inbox.deliver)
         async with started(hub, origin):
             signed = []  # a message signed by `origin`, taken before it is sent
 
@@ -431,7 +436,7 @@ def test_burst_from_another_process_is_delivered_completely(tmp_path: Path) -> N
     async def scenario() -> None:
         inbox = Inbox()
         receiver = P2PNode(seed(8))
-        receiver.subscribe(TOPIC, lambda p, d: True, inbox.deliver)
+        receiver.subscribe(TOPIC, lambda p, o, d: True, inbox.deliver)
         async with receiver.running(), child(tmp_path / "publisher.log", seed(9),
                          bootstrap=tuple(receiver.listen_addrs())) as publisher:
             reply = await publisher.call(cmd="wait_topic_peers", count=1,
@@ -453,7 +458,7 @@ def test_a_peer_that_stops_reading_is_dropped_not_waited_on(tmp_path: Path) -> N
 
     async def scenario() -> None:
         publisher = P2PNode(seed(12), gossip=GossipParams(publish_timeout_s=1.0))
-        publisher.subscribe(TOPIC, lambda p, d: True, Inbox().deliver)
+        publisher.subscribe(TOPIC, lambda p, o, d: True, Inbox().deliver)
         async with publisher.running(), child(tmp_path / "stopped.log", seed(13),
                                               bootstrap=tuple(publisher.listen_addrs())) as kid:
             await publisher.wait_for_topic_peers(TOPIC, 1, STEP_TIMEOUT)
@@ -481,7 +486,7 @@ def test_killed_peer_is_redialed_when_it_restarts(tmp_path: Path) -> None:
         inbox = Inbox()
         survivor = P2PNode(seed(11), bootstrap=[addr],
                            policy=PeerPolicy(redial_initial_s=0.1, redial_max_s=0.5))
-        survivor.subscribe(TOPIC, lambda p, d: True, inbox.deliver)
+        survivor.subscribe(TOPIC, lambda p, o, d: True, inbox.deliver)
         async with survivor.running():
             async with child(tmp_path / "peer.log", seed(10), listen) as peer:
                 await survivor.wait_for_topic_peers(TOPIC, 1, STEP_TIMEOUT)

@@ -4,7 +4,9 @@ store and scripted peers in place of the network.
 - A relay that pairs an honest signed proposal with other block bytes is reported, and the
   honest copy still counts (the engine keeps one proposal per round).
 - The origin of a tx batch no node would admit (forged signature, another chain) is
-  reported; the races honest nodes lose (repeats, stale nonces) are not.
+  reported; the races honest nodes lose (repeats, stale nonces) are not. Such a batch stops
+  at the first honest hop (drawn txs are screened before it is forwarded), and junk from
+  senders with nothing costs no signature verification.
 - Sync: one pass takes a node all the way to the peer's tip, with no timeout waited out; a
   peer serving blocks whose commit does not hold is reported and the next peer serves.
 - A proposer signing blocks nobody has cannot hold consensus gossip up: block fetches run
@@ -185,6 +187,86 @@ def test_a_tx_batch_no_node_would_admit_gets_its_origin_reported(tmp_path: Path)
             assert "bad_tx_signature" in net.reports[0][1]
             assert "wrong_chain_id" in net.reports[1][1]
             assert len(host.mempool) == 3
+
+    trio.run(main)
+
+
+class Verifications:
+    """Counts Ed25519 verifications of txs, in the pool and inline (the real function runs)."""
+
+    def __init__(self, monkeypatch) -> None:
+        import consensus.transition
+        import node.chain.sigverify
+
+        self.count = 0
+        for module in (consensus.transition, node.chain.sigverify):
+            real = module.verify_signature
+
+            def counting(*args, real=real):
+                self.count += 1
+                return real(*args)
+
+            monkeypatch.setattr(module, "verify_signature", counting)
+
+
+def test_a_batch_carrying_a_forged_tx_stops_at_the_first_honest_hop(tmp_path: Path) -> None:
+    """Before: the batch was forwarded first and checked after, so a peer could make every
+    node of the network verify its junk, and only the (fresh, free) origin key was ever
+    charged. Now drawn txs are screened before pubsub forwards it."""
+    chain = Chain(NET)
+    user, to = NET.user_keys[0], addr(NET.user_keys[1])
+
+    async def main() -> None:
+        net = ScriptedNet()
+        async with running(tmp_path, net) as (_host, svc):
+            good = [chain.transfer(user, to, 5, nonce=n).encode() for n in range(7)]
+            signed = chain.transfer(user, to, 5, nonce=7).encode()
+            forged = flip_byte(signed, len(signed) - 1)
+            assert svc._check_txs("relay", "origin", wire.encode_tx_batch(good))
+            # 8 txs: all of them are drawn, the forged one among them
+            assert not svc._check_txs("relay", "forger", wire.encode_tx_batch([*good, forged]))
+            assert [peer for peer, _ in net.reports] == ["forger"]  # not the relay
+            assert "bad_tx_signature" in net.reports[0][1]
+            many = [flip_byte(t, len(t) - 1) for t in
+                    (chain.transfer(user, to, 5, nonce=n).encode() for n in range(200))]
+            assert not svc._check_txs("relay", "forger", wire.encode_tx_batch(many))
+            assert svc.tx_batches_stopped == 2 and len(net.reports) == 2
+            # txs held already pass unverified: a re-gossip of pending txs is not junk
+            await svc.on_txs("origin", wire.encode_tx_batch(good))
+            assert svc._check_txs("relay", "origin", wire.encode_tx_batch(good))
+
+    trio.run(main)
+
+
+def test_junk_from_senders_with_nothing_costs_no_verification(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    """Txs the state refuses anyway (no account) are not verified, on admission or in the
+    screen; a batch of nothing else is not forwarded, and no one is reported (the relay
+    may hold a block we lack, in which those accounts exist)."""
+    from consensus.crypto import PrivateKey
+    from consensus.hashing import sha256
+
+    chain = Chain(NET)
+    user, to = NET.user_keys[0], addr(NET.user_keys[1])
+    nobodies = [PrivateKey.from_seed(sha256(b"nobody %d" % i)) for i in range(300)]
+
+    async def main() -> None:
+        net = ScriptedNet()
+        async with running(tmp_path, net) as (host, svc):
+            junk = [chain.transfer(k, to, 5, nonce=0).encode() for k in nobodies]
+            verifications = Verifications(monkeypatch)
+            assert not svc._check_txs("relay", "origin", wire.encode_tx_batch(junk))
+            await svc.on_txs("origin", wire.encode_tx_batch(junk))
+            assert verifications.count == 0
+            assert svc.txs_rejected == len(junk) and len(host.mempool) == 0
+            assert net.reports == [] and svc.tx_batches_stopped == 1
+            # mixed with txs the state takes, the batch goes on, and only those are verified
+            good = [chain.transfer(user, to, 5, nonce=n).encode() for n in range(4)]
+            mixed = wire.encode_tx_batch([*good, *junk[:4]])  # 8: all drawn
+            assert svc._check_txs("relay", "origin", mixed)
+            await svc.on_txs("origin", mixed)
+            assert len(host.mempool) == 4 and verifications.count == 8  # 4 screened, 4 admitted
+            assert net.reports == []
 
     trio.run(main)
 
