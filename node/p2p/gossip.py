@@ -6,9 +6,9 @@ py-libp2p pitfalls handled here:
   shrinks, so `P2PNode.publish` can wait for room instead of losing messages.
 - A topic validator that raises kills the pubsub service (and the node with it).
   `safe_validator` turns every exception into a rejection and counts it.
-- Pubsub caches each message's verdict by message id (5 min), so a validator that refuses
-  a banned forwarder refuses the same message from everyone. `refuse_banned_forwarders`
-  drops a banned forwarder's messages before validation instead.
+- Pubsub caches each message's verdict by message id (`validation_cache_ttl_s`, 30 s), so
+  a validator that refuses a banned forwarder refuses the same message from everyone.
+  `refuse_banned_forwarders` drops a banned forwarder's messages before validation instead.
 - A subscription channel holds 32 messages and drops the rest with a warning.
   `drain_subscription` empties it at once into a larger buffer that a separate task feeds
   to the application.
@@ -37,8 +37,8 @@ LEAVE_TIMEOUT_S = 2.0
 Validator = Callable[[str, str, bytes], bool]
 """validate(from_peer_id, origin_peer_id, data) -> accept? `from_peer_id` is the connected
 peer that sent us the message, `origin_peer_id` the one that signed it first (pubsub has
-checked that signature). Must be cheap and stateless (decode, sizes, a few signatures): it
-runs inline in pubsub for every message from another peer, before it is forwarded, and
+checked that signature). Must be cheap (decode, sizes, a few signatures and state lookups):
+it runs inline in pubsub for every message from another peer, before it is forwarded, and
 pubsub caches the verdict per message id."""
 
 Deliver = Callable[[str, bytes], Awaitable[None]]

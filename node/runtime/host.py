@@ -47,6 +47,7 @@ from consensus.hashing import sha256
 from consensus.sigcache import SigCache
 from consensus.state import State
 from consensus.transition import apply_block
+from consensus.tx import Tx
 from consensus.vote import Commit, Vote, verify_commit
 from node.chain.signer import FileSigner
 from node.chain.sigverify import ParallelVerifier
@@ -167,13 +168,23 @@ class ConsensusHost:
             return [], [(i, mempool.full_error()) for i in range(len(raws))]
         hashes = [sha256(raw) for raw in raws]
         fresh = [i for i, h in enumerate(hashes) if h not in mempool]
-        state = self.state
+        failed: set[int] = set()  # the mempool names why without verifying again
+        checked: dict[bytes, Tx] = {}  # the mempool caches those it admits, and only those
+        todo = fresh
         async with self._admitting:  # one batch at a time: ingestion must not starve consensus
-            good, bad = await self.verifier.check_async(
-                [raws[i] for i in fresh], self.params.max_tx_bytes, [hashes[i] for i in fresh],
-                lambda tx: mempool.refused_by_state(tx, state))
-        failed = {fresh[j] for j in bad}  # the mempool names why without verifying again
-        checked = dict(good)  # the mempool caches those it admits, and only those
+            for _ in range(2):
+                state = self.state
+                good, bad = await self.verifier.check_async(
+                    [raws[i] for i in todo], self.params.max_tx_bytes,
+                    [hashes[i] for i in todo],
+                    lambda tx, state=state: mempool.refused_by_state(tx, state))
+                failed.update(todo[j] for j in bad)
+                checked.update(good)
+                if self.state is state:
+                    break
+                # a block committed meanwhile may take what that state refused: those are
+                # verified here too, not one by one on the loop by the mempool
+                todo = [i for i in todo if i not in failed and hashes[i] not in checked]
         admitted: list[bytes] = []
         rejected: list[tuple[int, MempoolReject]] = []
         for i, (raw, tx_hash) in enumerate(zip(raws, hashes, strict=True)):

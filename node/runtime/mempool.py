@@ -185,9 +185,11 @@ class Mempool:
     def screen(self, raw: bytes, state: State) -> tuple[str, MempoolReject | None]:
         """A gossiped tx checked before its batch is forwarded: ("ok", None) if it verifies
         or is known here already; ("forged", why) if no node would ever admit it
-        (undecodable, another chain, a signature that does not verify); ("refused", why)
-        if this node's state refuses it now (unknown sender, a used nonce: a race an honest
-        relay can lose; its signature is not verified)."""
+        (undecodable, another chain, a signature that does not verify); ("refused", None)
+        if the committed state refuses it (`refused_by_state`: unknown sender, a used
+        nonce; a race an honest relay can lose; its signature is not verified). What is
+        pending here does not count: a peer must not be able to make this node refuse
+        others' batches by filling its mempool first."""
         tx_hash = sha256(raw)
         if tx_hash in self._by_hash or tx_hash in self.cache:
             return "ok", None
@@ -198,10 +200,8 @@ class Mempool:
             return "forged", MempoolReject("malformed", f"undecodable transaction: {exc}")
         except InvalidTx as exc:
             return "forged", MempoolReject(_code(exc), exc.reason)
-        try:
-            self._check_against_state(tx, state, cost(tx))
-        except MempoolReject as exc:
-            return "refused", exc
+        if self.refused_by_state(tx, state):
+            return "refused", None
         try:
             check_tx_signature(tx, raw, self.chain_id, None, tx_hash)
         except InvalidTx as exc:

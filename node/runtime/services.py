@@ -82,6 +82,7 @@ class Network(Publisher, Protocol):
                       max_response: int) -> bytes: ...
     def peers(self) -> list[str]: ...
     def report_bad(self, peer_id: str, reason: str) -> None: ...
+    def is_banned(self, peer_id: str) -> bool: ...
 
 
 class _SyncBatch:
@@ -172,12 +173,17 @@ class NodeServices:
         every drawn tx our state refuses (junk from senders with nothing) is not
         forwarded either, and no one is reported (an honest relay can be a block ahead of
         us). So a peer cannot make every node of the network verify its junk: it stops at
-        the first honest hop."""
+        the first honest hop. Batches from an origin we have banned stop here too (unlike
+        votes and proposals, which their validator's key authenticates, whoever sent them
+        first)."""
         h = self.host
         try:
             txs = wire.decode_tx_batch(raw, h.params.max_tx_bytes)
         except DecodeError:
             self.net.report_bad(peer, "undecodable tx batch")
+            return False
+        if self.net.is_banned(origin):
+            self.tx_batches_stopped += 1
             return False
         if not txs:
             return True

@@ -61,9 +61,13 @@ class ScriptedNet:
     order: tuple[str, ...] = ("peer",)
     reports: list[tuple[str, str]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    banned: set[str] = field(default_factory=set)
 
     def peers(self) -> list[str]:
         return list(self.order)
+
+    def is_banned(self, peer: str) -> bool:
+        return peer in self.banned
 
     def report_bad(self, peer: str, reason: str) -> None:
         self.reports.append((peer, reason))
@@ -192,21 +196,27 @@ def test_a_tx_batch_no_node_would_admit_gets_its_origin_reported(tmp_path: Path)
 
 
 class Verifications:
-    """Counts Ed25519 verifications of txs, in the pool and inline (the real function runs)."""
+    """Counts Ed25519 verifications of txs, in the pool and inline on the loop (the real
+    function runs)."""
 
     def __init__(self, monkeypatch) -> None:
         import consensus.transition
         import node.chain.sigverify
 
-        self.count = 0
-        for module in (consensus.transition, node.chain.sigverify):
+        self.pool = self.inline = 0
+        for module, where in ((consensus.transition, "inline"),
+                              (node.chain.sigverify, "pool")):
             real = module.verify_signature
 
-            def counting(*args, real=real):
-                self.count += 1
+            def counting(*args, real=real, where=where):
+                setattr(self, where, getattr(self, where) + 1)
                 return real(*args)
 
             monkeypatch.setattr(module, "verify_signature", counting)
+
+    @property
+    def count(self) -> int:
+        return self.pool + self.inline
 
 
 def test_a_batch_carrying_a_forged_tx_stops_at_the_first_honest_hop(tmp_path: Path) -> None:
@@ -231,6 +241,10 @@ def test_a_batch_carrying_a_forged_tx_stops_at_the_first_honest_hop(tmp_path: Pa
                     (chain.transfer(user, to, 5, nonce=n).encode() for n in range(200))]
             assert not svc._check_txs("relay", "forger", wire.encode_tx_batch(many))
             assert svc.tx_batches_stopped == 2 and len(net.reports) == 2
+            # once banned, its batches stop here whatever they hold (honest relays too)
+            net.banned.add("forger")
+            assert not svc._check_txs("relay", "forger", wire.encode_tx_batch(good))
+            assert svc.tx_batches_stopped == 3 and len(net.reports) == 2
             # txs held already pass unverified: a re-gossip of pending txs is not junk
             await svc.on_txs("origin", wire.encode_tx_batch(good))
             assert svc._check_txs("relay", "origin", wire.encode_tx_batch(good))
@@ -267,6 +281,62 @@ def test_junk_from_senders_with_nothing_costs_no_verification(tmp_path: Path,
             await svc.on_txs("origin", mixed)
             assert len(host.mempool) == 4 and verifications.count == 8  # 4 screened, 4 admitted
             assert net.reports == []
+
+    trio.run(main)
+
+
+def test_what_this_node_holds_pending_does_not_stop_others_batches(tmp_path: Path) -> None:
+    """The screen judges by the committed state alone: a peer that fills our mempool with
+    a sender's spending first must not make us refuse, and stop, others' batches."""
+    chain = Chain(NET)
+    user, to = NET.user_keys[0], addr(NET.user_keys[1])
+    balance = chain.balance_of(addr(user))
+
+    async def main() -> None:
+        net = ScriptedNet()
+        async with running(tmp_path, net) as (host, svc):
+            fee = host.params.min_fee
+            big = chain.transfer(user, to, balance - fee - 1_000, nonce=0).encode()
+            await svc.on_txs("origin", wire.encode_tx_batch([big]))
+            assert len(host.mempool) == 1  # pending: nearly all of the balance
+            others = [chain.transfer(user, to, 5_000, nonce=n).encode() for n in range(1, 9)]
+            assert svc._check_txs("relay", "origin", wire.encode_tx_batch(others))
+            assert svc.tx_batches_stopped == 0 and net.reports == []
+
+    trio.run(main)
+
+
+def test_txs_a_block_makes_admissible_during_admission_are_verified_in_the_pool(
+        tmp_path: Path, monkeypatch) -> None:
+    """A tx the state refused when its batch started (a sender funded by a block committed
+    meanwhile) is verified with the others off the loop, not one by one on it."""
+    from consensus.crypto import PrivateKey
+    from consensus.hashing import sha256
+
+    chain = Chain(NET)
+    user = NET.user_keys[0]
+    newcomers = [PrivateKey.from_seed(sha256(b"newcomer %d" % i)) for i in range(20)]
+    funding = [chain.transfer(user, addr(k), 10_000, nonce=n).encode()
+               for n, k in enumerate(newcomers)]
+    chain.advance(funding)  # the state after the block that funds them
+
+    async def main() -> None:
+        net = ScriptedNet()
+        async with running(tmp_path, net) as (host, _svc):
+            real_check = host.verifier.check_async
+
+            async def commit_during_the_first_pass(*args):
+                result = await real_check(*args)
+                if host.state.height == 0:
+                    host.state = chain.state  # as if the block committed meanwhile
+                return result
+
+            monkeypatch.setattr(host.verifier, "check_async", commit_during_the_first_pass)
+            txs = [chain.transfer(k, addr(user), 5, nonce=0).encode() for k in newcomers]
+            verifications = Verifications(monkeypatch)
+            admitted, rejected = await host.admit(txs)
+            assert len(admitted) == len(txs) and rejected == []
+            assert (verifications.pool, verifications.inline) == (len(txs), 0)
 
     trio.run(main)
 
