@@ -158,12 +158,38 @@ class NodeServices:
     # --- gossip in ------------------------------------------------------------------------
 
     def _check_consensus(self, peer: str, origin: str, raw: bytes) -> bool:
+        """Before a consensus message is forwarded: it decodes, and if it is for the height
+        being decided here, its signer is the round's proposer (a proposal) or in the set
+        (a vote) and its signature holds; a bad signature gets its origin reported. So a
+        forged proposal carrying megabytes of block, or a stream of forged votes, stops at
+        the first honest hop instead of reaching, and costing, every node. Other heights
+        pass unjudged (the set that signs them may not be known here yet); the engine's
+        own checks follow on delivery."""
         try:
-            wire.decode_consensus(raw)
+            msg = wire.decode_consensus(raw)
         except DecodeError:
             self.net.report_bad(peer, "undecodable consensus message")
             return False
-        return True
+        h = self.host
+        if (msg.height if isinstance(msg, Vote) else msg.proposal.height) != h.height + 1:
+            return True
+        vs = h.validator_set()
+        if isinstance(msg, Vote):
+            entry = vs.by_address.get(msg.validator)
+            if entry is None:
+                return False
+            signed = msg.verify(h.chain_id, entry.pubkey)
+            what = "vote"
+        else:
+            p = msg.proposal
+            if p.proposer != vs.proposer(p.height, p.round):
+                return False
+            signed = verify_signature(vs.by_address[p.proposer].pubkey, p.signature,
+                                      p.sign_message(h.chain_id))
+            what = "proposal"
+        if not signed:
+            self.net.report_bad(origin, f"{what} with a bad signature")
+        return signed
 
     def _check_txs(self, peer: str, origin: str, raw: bytes) -> bool:
         """Before a batch is forwarded: it decodes, and TX_SCREEN_SAMPLE of its txs, drawn

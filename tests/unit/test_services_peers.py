@@ -165,6 +165,45 @@ def test_an_invalid_block_that_is_the_signed_one_is_the_proposers_fault(
     trio.run(main)
 
 
+def test_forged_consensus_messages_of_the_height_stop_at_the_first_honest_hop(
+        tmp_path: Path) -> None:
+    """Before: consensus gossip was only decoded before pubsub forwarded it, so a forged
+    proposal carrying a big block went to every node, each checking it only on delivery."""
+    from dataclasses import replace
+
+    chain = Chain(NET)
+
+    async def main() -> None:
+        net = ScriptedNet()
+        async with running(tmp_path, net) as (host, svc):
+            voter = NET.validator_keys[1]
+            vote = Vote(VoteType.PREVOTE, 1, 0, b"", addr(voter)).signed(voter, NET.chain_id)
+            assert svc._check_consensus("relay", "origin", wire.encode_vote(vote))
+            forged = replace(vote, signature=flip_byte(vote.signature, 0))
+            assert not svc._check_consensus("relay", "forger", wire.encode_vote(forged))
+            assert net.reports[-1][0] == "forger"  # the origin: the relay may be honest
+            stranger = Vote(VoteType.PREVOTE, 1, 0, b"", addr(NET.user_keys[0])).signed(
+                NET.user_keys[0], NET.chain_id)  # not in the set: dropped, not reported
+            assert not svc._check_consensus("relay", "stranger", wire.encode_vote(stranger))
+            # a later height cannot be judged yet: it goes on, the engine decides later
+            later = replace(vote, height=5, signature=flip_byte(vote.signature, 0))
+            assert svc._check_consensus("relay", "forger", wire.encode_vote(later))
+            block = first_block(host, chain)
+            prop = signed_proposal(host, block)
+            message = wire.encode_proposal(prop, block.encode())
+            assert svc._check_consensus("relay", "origin", message)
+            bad = replace(prop, signature=flip_byte(prop.signature, 0))
+            assert not svc._check_consensus("relay", "forger",
+                                            wire.encode_proposal(bad, block.encode()))
+            wrong = signed_proposal(host, block, round_=1)  # round 1's proposer, in round 0
+            wrong = replace(wrong, round=0)
+            assert not svc._check_consensus("relay", "origin",
+                                            wire.encode_proposal(wrong, block.encode()))
+            assert [peer for peer, _ in net.reports] == ["forger", "forger"]
+
+    trio.run(main)
+
+
 # --- tx gossip ----------------------------------------------------------------------------
 
 
