@@ -10,6 +10,7 @@ Block: [header, txs (each the raw canonical tx bytes), evidence, last_commit].
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from consensus.address import ADDRESS_LEN
@@ -110,14 +111,7 @@ class Block:
         None. The block hash covers only the header, so a body that fails here is some
         other block under a borrowed header: whoever relayed it is at fault, not the
         proposer who signed the hash."""
-        h = self.header
-        if h.last_commit_hash != self.last_commit.hash():
-            return "last_commit_hash does not match the block's last commit"
-        if h.tx_root != merkle_root(list(self.tx_hashes)):
-            return "tx_root does not match the block's transactions"
-        if h.evidence_root != evidence_root(list(self.evidence)):
-            return "evidence_root does not match the block's evidence"
-        return None
+        return body_mismatch(self.header, self.tx_hashes, self.evidence, self.last_commit)
 
     @classmethod
     def decode(cls, raw: bytes, max_bytes: int, max_txs: int) -> Block:
@@ -130,3 +124,15 @@ class Block:
             expect_bytes(ev, f"block.evidence[{i}]", max_len=max_bytes)
         return cls(Header.from_fields(header), tuple(tx_list), tuple(ev_list),
                    Commit.from_fields(last_commit))
+
+
+def body_mismatch(h: Header, tx_hashes: Sequence[bytes], evidence: Sequence[bytes],
+                  last_commit: Commit) -> str | None:
+    """`Block.body_mismatch` for a body given by its tx hashes (a compact block)."""
+    if h.last_commit_hash != last_commit.hash():
+        return "last_commit_hash does not match the block's last commit"
+    if h.tx_root != merkle_root(list(tx_hashes)):
+        return "tx_root does not match the block's transactions"
+    if h.evidence_root != evidence_root(list(evidence)):
+        return "evidence_root does not match the block's evidence"
+    return None

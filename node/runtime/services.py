@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -51,6 +52,9 @@ PULL_DEADLINE_S = 2 * REQUEST_TIMEOUT_S
 NEVER_ADMITTED = frozenset({"bad_tx_signature", "malformed", "wrong_chain_id", "too_large"})
 """Mempool rejections that hold on every node, whatever its state: no honest node gossips
 such a tx."""
+VERIFIED_MEMO = 4096
+"""Consensus signatures remembered as good (about 1 MB), so the check before forwarding and
+the one on delivery cost one verification."""
 TX_SCREEN_SAMPLE = 8
 """Txs of each gossiped batch screened before it is forwarded (about 1 ms). A batch whose
 share f of forged txs would make each node verify f of it is forwarded with chance
@@ -119,6 +123,7 @@ class NodeServices:
         self.txs_received = 0
         self.txs_rejected = 0
         self.tx_batches_stopped = 0  # gossiped batches refused before forwarding
+        self._verified: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
         self._screen_rng = random.Random(os.urandom(16))  # a draw no peer can predict
         self.compact_misses = 0  # compact proposals with a tx not in our mempool
         self.heard = 0  # consensus messages handed to the engine (a sign gossip flows)
@@ -170,6 +175,11 @@ class NodeServices:
         except DecodeError:
             self.net.report_bad(peer, "undecodable consensus message")
             return False
+        if isinstance(msg, wire.ProposalMessage) and msg.block:
+            return False  # nodes gossip compact proposals; a whole block is a replay's junk
+        if isinstance(msg, wire.CompactProposal) and (why := msg.mismatch()) is not None:
+            self.net.report_bad(origin, why)  # honest compact blocks always match
+            return False
         h = self.host
         if (msg.height if isinstance(msg, Vote) else msg.proposal.height) != h.height + 1:
             return True
@@ -178,18 +188,31 @@ class NodeServices:
             entry = vs.by_address.get(msg.validator)
             if entry is None:
                 return False
-            signed = msg.verify(h.chain_id, entry.pubkey)
+            signed = self._signed(entry.pubkey, msg.signature, msg.sign_message(h.chain_id))
             what = "vote"
         else:
             p = msg.proposal
             if p.proposer != vs.proposer(p.height, p.round):
                 return False
-            signed = verify_signature(vs.by_address[p.proposer].pubkey, p.signature,
-                                      p.sign_message(h.chain_id))
+            signed = self._signed(vs.by_address[p.proposer].pubkey, p.signature,
+                                  p.sign_message(h.chain_id))
             what = "proposal"
         if not signed:
             self.net.report_bad(origin, f"{what} with a bad signature")
         return signed
+
+    def _signed(self, public: bytes, signature: bytes, message: bytes) -> bool:
+        """verify_signature, remembering the last VERIFIED_MEMO good ones: a message checked
+        before pubsub forwards it is not verified again when it is delivered."""
+        key = (public, signature, message)
+        if key in self._verified:
+            return True
+        if not verify_signature(public, signature, message):
+            return False
+        self._verified[key] = None
+        if len(self._verified) > VERIFIED_MEMO:
+            self._verified.popitem(last=False)
+        return True
 
     def _check_txs(self, peer: str, origin: str, raw: bytes) -> bool:
         """Before a batch is forwarded: it decodes, and TX_SCREEN_SAMPLE of its txs, drawn
@@ -258,7 +281,7 @@ class NodeServices:
         entry = h.validator_set().by_address.get(vote.validator)
         if entry is None:
             return
-        if not vote.verify(h.chain_id, entry.pubkey):
+        if not self._signed(entry.pubkey, vote.signature, vote.sign_message(h.chain_id)):
             self.net.report_bad(peer, "vote with a bad signature")
             return
         self.heard += 1
@@ -276,8 +299,8 @@ class NodeServices:
         vs = h.validator_set()
         if p.proposer != vs.proposer(p.height, p.round):
             return
-        if not verify_signature(vs.by_address[p.proposer].pubkey, p.signature,
-                                p.sign_message(h.chain_id)):
+        if not self._signed(vs.by_address[p.proposer].pubkey, p.signature,
+                            p.sign_message(h.chain_id)):
             self.net.report_bad(peer, "proposal with a bad signature")
             return
         if self._has_proposal(p):

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from consensus.bft.messages import Proposal
-from consensus.block import MAX_EVIDENCE, Block, Header
+from consensus.block import MAX_EVIDENCE, Block, Header, body_mismatch
 from consensus.codec import (
     decode,
     encode,
@@ -90,6 +90,13 @@ class CompactProposal:
     tx_hashes: tuple[bytes, ...]
     evidence: tuple[bytes, ...]
     last_commit: Commit
+
+    def mismatch(self) -> str | None:
+        """Why the header is not the proposal's block, or the carried hashes not its body;
+        None if they are. Hashing only: a relay cannot make every node check its junk."""
+        if self.header.hash() != self.proposal.block_hash:
+            return "compact block does not match its proposal"
+        return body_mismatch(self.header, self.tx_hashes, self.evidence, self.last_commit)
 
     def rebuild(self, lookup: Callable[[bytes], bytes | None]) -> Block | None:
         """The block, with each tx's bytes from `lookup(hash)`; None if one is missing.

@@ -190,16 +190,51 @@ def test_forged_consensus_messages_of_the_height_stop_at_the_first_honest_hop(
             assert svc._check_consensus("relay", "forger", wire.encode_vote(later))
             block = first_block(host, chain)
             prop = signed_proposal(host, block)
-            message = wire.encode_proposal(prop, block.encode())
-            assert svc._check_consensus("relay", "origin", message)
+            assert svc._check_consensus("relay", "origin",
+                                        wire.encode_compact_proposal(prop, block))
             bad = replace(prop, signature=flip_byte(prop.signature, 0))
             assert not svc._check_consensus("relay", "forger",
-                                            wire.encode_proposal(bad, block.encode()))
+                                            wire.encode_compact_proposal(bad, block))
             wrong = signed_proposal(host, block, round_=1)  # round 1's proposer, in round 0
             wrong = replace(wrong, round=0)
             assert not svc._check_consensus("relay", "origin",
-                                            wire.encode_proposal(wrong, block.encode()))
+                                            wire.encode_compact_proposal(wrong, block))
             assert [peer for peer, _ in net.reports] == ["forger", "forger"]
+            # the real signed proposal of the height, with junk for a body, at any height:
+            # nodes gossip compact proposals, so a whole block on gossip is a replay
+            junk = Block(block.header, (b"junk" * 50_000,), (), block.last_commit)
+            assert not svc._check_consensus("relay", "replayer",
+                                            wire.encode_proposal(prop, junk.encode()))
+            assert svc._check_consensus("relay", "puller", wire.encode_proposal(prop, b""))
+            later = replace(prop, height=7)
+            for carried in (Block(block.header, (b"junk",), (), block.last_commit),
+                            Block(block.header, block.txs, (b"junk evidence",),
+                                  block.last_commit)):
+                for p in (prop, later):
+                    assert not svc._check_consensus(
+                        "relay", "replayer", wire.encode_compact_proposal(p, carried))
+            assert [peer for peer, _ in net.reports][2:] == ["replayer"] * 4  # the origin
+
+    trio.run(main)
+
+
+def test_a_consensus_message_checked_before_forwarding_is_verified_once(
+        tmp_path: Path, monkeypatch) -> None:
+    import node.runtime.services as services
+
+    async def main() -> None:
+        net = ScriptedNet()
+        async with running(tmp_path, net) as (_host, svc):
+            voter = NET.validator_keys[1]
+            vote = Vote(VoteType.PREVOTE, 1, 0, b"", addr(voter)).signed(voter, NET.chain_id)
+            calls = []
+            real = services.verify_signature
+            monkeypatch.setattr(services, "verify_signature",
+                                lambda *args: calls.append(args) or real(*args))
+            raw = wire.encode_vote(vote)
+            assert svc._check_consensus("relay", "origin", raw)
+            await svc.on_consensus("origin", raw)
+            assert len(calls) == 1 and svc.heard == 1
 
     trio.run(main)
 
