@@ -163,13 +163,17 @@ class NodeServices:
     # --- gossip in ------------------------------------------------------------------------
 
     def _check_consensus(self, peer: str, origin: str, raw: bytes) -> bool:
-        """Before a consensus message is forwarded: it decodes, and if it is for the height
-        being decided here, its signer is the round's proposer (a proposal) or in the set
-        (a vote) and its signature holds; a bad signature gets its origin reported. So a
-        forged proposal carrying megabytes of block, or a stream of forged votes, stops at
-        the first honest hop instead of reaching, and costing, every node. Other heights
-        pass unjudged (the set that signs them may not be known here yet); the engine's
-        own checks follow on delivery."""
+        """Before a consensus message is forwarded: it decodes; a proposal comes in compact
+        form (nodes gossip no other: a whole block is a replay's junk, dropped) and its
+        header and carried hashes match (else its origin is reported); and if it is for
+        the height being decided here, its signer is the round's proposer (a proposal) or
+        in the set (a vote) and its signature holds (a bad one gets its origin reported).
+        So a forged proposal carrying megabytes of block, or a stream of forged votes,
+        stops at the first honest hop instead of reaching, and costing, every node. Other
+        heights pass unjudged: the set that signs them may not be known here yet, and
+        pubsub caches a verdict (30 s), so refusing now would refuse honest copies later.
+        The engine's own checks follow on delivery. Votes pulled for catch-up pass here
+        too (their proposals come whole, with the block left out)."""
         try:
             msg = wire.decode_consensus(raw)
         except DecodeError:
