@@ -143,14 +143,15 @@ class Mempool:
         tx_cost = cost(tx)
         # the state's cheap refusals before a signature is verified: junk from senders
         # that cannot pay costs a lookup, not a verification
-        committed = self._check_against_state(tx, state, tx_cost)
+        sender = tx.sender
+        queue = self._by_sender.get(sender, {})
+        committed = self._check_against_state(tx, state, tx_cost,
+                                              (self._costs.get(sender, 0), len(queue)))
         if unverified:
             try:
                 check_tx_signature(tx, raw, self.chain_id, None, tx_hash)
             except InvalidTx as exc:
                 raise MempoolReject(_code(exc), exc.reason) from exc
-        sender = tx.sender
-        queue = self._by_sender.get(sender, {})
         if tx.nonce in queue:
             raise MempoolReject("nonce_pending", f"a transaction with nonce {tx.nonce} from "
                                 "this sender is already pending")
@@ -213,11 +214,11 @@ class Mempool:
         fee too low, no account, a used nonce or one too far ahead, a balance short of this
         tx alone)? Reads nothing of the mempool's own: safe on a worker thread while the
         loop admits (`state` is a committed state, never changed in place)."""
-        if tx.chain_id != self.chain_id or tx.fee < self.params.min_fee:
+        try:
+            self._check_against_state(tx, state, cost(tx))
+        except MempoolReject:
             return True
-        account = state.get_account(tx.sender)
-        return (account is None or not account.nonce <= tx.nonce
-                <= account.nonce + MAX_NONCE_AHEAD or cost(tx) > account.balance)
+        return False
 
     def _enqueue(self, entry: Entry) -> None:
         self._queued[entry.tx_hash] = entry
@@ -270,9 +271,12 @@ class Mempool:
             nonce += 1
         self._ready_end[sender] = nonce
 
-    def _check_against_state(self, tx: Tx, state: State, tx_cost: int) -> int:
+    def _check_against_state(self, tx: Tx, state: State, tx_cost: int,
+                             pending: tuple[int, int] = (0, 0)) -> int:
         """The checks against the committed state (`tx_cost` is cost(tx)); returns the
-        sender's committed nonce."""
+        sender's committed nonce. `pending`: the cost and count of the sender's txs held
+        here, which the balance must cover too ((0, 0): the committed state alone; then
+        nothing of the mempool's own is read)."""
         if tx.chain_id != self.chain_id:
             raise MempoolReject("wrong_chain_id", f"tx is for chain {tx.chain_id!r}")
         if tx.fee < self.params.min_fee:
@@ -287,12 +291,11 @@ class Mempool:
         if tx.nonce > account.nonce + MAX_NONCE_AHEAD:
             raise MempoolReject("nonce_too_far", f"nonce {tx.nonce} is more than "
                                 f"{MAX_NONCE_AHEAD} ahead of the account nonce {account.nonce}")
-        total = self._costs.get(tx.sender, 0) + tx_cost
+        total = pending[0] + tx_cost
         if total > account.balance:
             raise MempoolReject("cannot_pay", f"balance {account.balance} cannot pay the "
                                 f"amounts and fees of this tx and the sender's "
-                                f"{len(self._by_sender.get(tx.sender, ()))} pending ones "
-                                f"({total})")
+                                f"{pending[1]} pending ones ({total})")
         return account.nonce
 
     def reap(self, state: State, max_txs: int) -> list[bytes]:

@@ -184,26 +184,23 @@ class NodeServices:
         if isinstance(msg, wire.CompactProposal) and (why := msg.mismatch()) is not None:
             self.net.report_bad(origin, why)  # honest compact blocks always match
             return False
+        signed = msg if isinstance(msg, Vote) else msg.proposal
+        return signed.height != self.host.height + 1 or self._judged(origin, signed)
+
+    def _judge(self, msg: Vote | Proposal) -> bool | None:
+        """A vote or proposal of the height being decided: None if its signer may not sign
+        it (not in the set; not the round's proposer), else whether its signature holds."""
         h = self.host
-        if (msg.height if isinstance(msg, Vote) else msg.proposal.height) != h.height + 1:
-            return True
         vs = h.validator_set()
         if isinstance(msg, Vote):
             entry = vs.by_address.get(msg.validator)
-            if entry is None:
-                return False
-            signed = self._signed(entry.pubkey, msg.signature, msg.sign_message(h.chain_id))
-            what = "vote"
+            signer = None if entry is None else entry.pubkey
         else:
-            p = msg.proposal
-            if p.proposer != vs.proposer(p.height, p.round):
-                return False
-            signed = self._signed(vs.by_address[p.proposer].pubkey, p.signature,
-                                  p.sign_message(h.chain_id))
-            what = "proposal"
-        if not signed:
-            self.net.report_bad(origin, f"{what} with a bad signature")
-        return signed
+            proposer = vs.proposer(msg.height, msg.round)
+            signer = vs.by_address[proposer].pubkey if msg.proposer == proposer else None
+        if signer is None:
+            return None
+        return self._signed(signer, msg.signature, msg.sign_message(h.chain_id))
 
     def _signed(self, public: bytes, signature: bytes, message: bytes) -> bool:
         """verify_signature, remembering the last VERIFIED_MEMO good ones: a message checked
@@ -280,16 +277,18 @@ class NodeServices:
         if vote.height > h.height + 1:
             self.behind.set()
             return
-        if vote.height != h.height + 1:
-            return
-        entry = h.validator_set().by_address.get(vote.validator)
-        if entry is None:
-            return
-        if not self._signed(entry.pubkey, vote.signature, vote.sign_message(h.chain_id)):
-            self.net.report_bad(peer, "vote with a bad signature")
+        if vote.height != h.height + 1 or not self._judged(peer, vote):
             return
         self.heard += 1
         await h.submit(VoteReceived(vote))
+
+    def _judged(self, peer: str, msg: Vote | Proposal) -> bool:
+        """`_judge`: True to go on; a bad signature gets `peer` (the origin) reported."""
+        verdict = self._judge(msg)
+        if verdict is False:
+            kind = "vote" if isinstance(msg, Vote) else "proposal"
+            self.net.report_bad(peer, f"{kind} with a bad signature")
+        return verdict is True
 
     async def _on_proposal(self, peer: str,
                            msg: wire.ProposalMessage | wire.CompactProposal) -> None:
@@ -298,14 +297,7 @@ class NodeServices:
         if p.height > h.height + 1:
             self.behind.set()
             return
-        if p.height != h.height + 1:
-            return
-        vs = h.validator_set()
-        if p.proposer != vs.proposer(p.height, p.round):
-            return
-        if not self._signed(vs.by_address[p.proposer].pubkey, p.signature,
-                            p.sign_message(h.chain_id)):
-            self.net.report_bad(peer, "proposal with a bad signature")
+        if p.height != h.height + 1 or not self._judged(peer, p):
             return
         if self._has_proposal(p):
             return  # the engine keeps the first per round: no block fetch for a repeat
