@@ -47,7 +47,7 @@ def receiver(queue: mp.Queue, count: int) -> None:
             if got[0] == count:
                 done.set()
 
-        node.subscribe(TOPIC, lambda peer, data: True, deliver)
+        node.subscribe(TOPIC, lambda forwarder, origin, data: True, deliver)
         async with node.running():
             queue.put(node.listen_addrs()[0])
             with trio.move_on_after(DEADLINE_S):
@@ -61,7 +61,7 @@ def receiver(queue: mp.Queue, count: int) -> None:
 def sender(addr: str, queue: mp.Queue, count: int, size: int) -> None:
     async def main() -> None:
         node = P2PNode(b"s" * 32)
-        node.subscribe(TOPIC, lambda peer, data: True, lambda origin, data: trio.sleep(0))
+        node.subscribe(TOPIC, lambda forwarder, origin, data: True, lambda origin, data: trio.sleep(0))
         async with node.running():
             with trio.fail_after(DEADLINE_S):
                 await node.connect(addr)
