@@ -61,7 +61,8 @@ def receiver(queue: mp.Queue, count: int) -> None:
 def sender(addr: str, queue: mp.Queue, count: int, size: int) -> None:
     async def main() -> None:
         node = P2PNode(b"s" * 32)
-        node.subscribe(TOPIC, lambda forwarder, origin, data: True, lambda origin, data: trio.sleep(0))
+        node.subscribe(TOPIC, lambda forwarder, origin, data: True,
+                       lambda origin, data: trio.sleep(0))
         async with node.running():
             with trio.fail_after(DEADLINE_S):
                 await node.connect(addr)

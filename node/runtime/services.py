@@ -124,6 +124,7 @@ class NodeServices:
         self.txs_rejected = 0
         self.tx_batches_stopped = 0  # gossiped batches refused before forwarding
         self._verified: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
+        self._ahead_keys: tuple[object, dict[bytes, bytes]] = (None, {})  # (state, keys)
         self._screen_rng = random.Random(os.urandom(16))  # a draw no peer can predict
         self.compact_misses = 0  # compact proposals with a tx not in our mempool
         self.heard = 0  # consensus messages handed to the engine (a sign gossip flows)
@@ -169,11 +170,13 @@ class NodeServices:
         the height being decided here, its signer is the round's proposer (a proposal) or
         in the set (a vote) and its signature holds (a bad one gets its origin reported).
         So a forged proposal carrying megabytes of block, or a stream of forged votes,
-        stops at the first honest hop instead of reaching, and costing, every node. Other
-        heights pass unjudged: the set that signs them may not be known here yet, and
-        pubsub caches a verdict (30 s), so refusing now would refuse honest copies later.
-        The engine's own checks follow on delivery. Votes pulled for catch-up pass here
-        too (their proposals come whole, with the block left out)."""
+        stops at the first honest hop instead of reaching, and costing, every node. A
+        later height is judged against the validators known here (`_judge_ahead`): a
+        signer in neither set is dropped unreported (it may have joined in blocks we lack;
+        a node that far behind syncs by polling), and pubsub caches that verdict (30 s).
+        Past heights pass unjudged: a node behind us may need them. The engine's own
+        checks follow on delivery. Votes pulled for catch-up pass here too (their
+        proposals come whole, with the block left out)."""
         try:
             msg = wire.decode_consensus(raw)
         except DecodeError:
@@ -185,7 +188,12 @@ class NodeServices:
             self.net.report_bad(origin, why)  # honest compact blocks always match
             return False
         signed = msg if isinstance(msg, Vote) else msg.proposal
-        return signed.height != self.host.height + 1 or self._judged(origin, signed)
+        deciding = self.host.height + 1
+        if signed.height == deciding:
+            return self._judged(origin, signed)
+        if signed.height > deciding:
+            return self._judged(origin, signed, ahead=True)
+        return True
 
     def _judge(self, msg: Vote | Proposal) -> bool | None:
         """A vote or proposal of the height being decided: None if its signer may not sign
@@ -201,6 +209,22 @@ class NodeServices:
         if signer is None:
             return None
         return self._signed(signer, msg.signature, msg.sign_message(h.chain_id))
+
+    def _judge_ahead(self, msg: Vote | Proposal) -> bool | None:
+        """A vote or proposal of a later height than the one being decided: None if its
+        signer is in neither set known here (the one signing that height, and the next
+        one's), else whether its signature holds. Who proposes a later round is not
+        checked here: the engine checks it when it gets there."""
+        state = self.host.state
+        if self._ahead_keys[0] is not state:
+            keys = {v.address: v.pubkey for v in state.next_validators}
+            keys.update((v.address, v.pubkey) for v in state.validators)
+            self._ahead_keys = (state, keys)
+        signer = self._ahead_keys[1].get(msg.validator if isinstance(msg, Vote)
+                                         else msg.proposer)
+        if signer is None:
+            return None
+        return self._signed(signer, msg.signature, msg.sign_message(self.host.chain_id))
 
     def _signed(self, public: bytes, signature: bytes, message: bytes) -> bool:
         """verify_signature, remembering the last VERIFIED_MEMO good ones: a message checked
@@ -275,16 +299,23 @@ class NodeServices:
         h = self.host
         await h.wait_for_commit(vote.height)
         if vote.height > h.height + 1:
-            self.behind.set()
+            self._ahead(peer, vote)
             return
         if vote.height != h.height + 1 or not self._judged(peer, vote):
             return
         self.heard += 1
         await h.submit(VoteReceived(vote))
 
-    def _judged(self, peer: str, msg: Vote | Proposal) -> bool:
-        """`_judge`: True to go on; a bad signature gets `peer` (the origin) reported."""
-        verdict = self._judge(msg)
+    def _ahead(self, peer: str, msg: Vote | Proposal) -> None:
+        """A message of a later height says we are behind, if one of the validators we
+        know signed it (a forged one would otherwise send every node syncing)."""
+        if self._judged(peer, msg, ahead=True):
+            self.behind.set()
+
+    def _judged(self, peer: str, msg: Vote | Proposal, ahead: bool = False) -> bool:
+        """`_judge` (`_judge_ahead` for a later height): True to go on; a bad signature gets
+        `peer` (the origin) reported."""
+        verdict = self._judge_ahead(msg) if ahead else self._judge(msg)
         if verdict is False:
             kind = "vote" if isinstance(msg, Vote) else "proposal"
             self.net.report_bad(peer, f"{kind} with a bad signature")
@@ -295,7 +326,7 @@ class NodeServices:
         h, p = self.host, msg.proposal
         await h.wait_for_commit(p.height)
         if p.height > h.height + 1:
-            self.behind.set()
+            self._ahead(peer, p)
             return
         if p.height != h.height + 1 or not self._judged(peer, p):
             return

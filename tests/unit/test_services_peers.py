@@ -185,9 +185,10 @@ def test_forged_consensus_messages_of_the_height_stop_at_the_first_honest_hop(
             stranger = Vote(VoteType.PREVOTE, 1, 0, b"", addr(NET.user_keys[0])).signed(
                 NET.user_keys[0], NET.chain_id)  # not in the set: dropped, not reported
             assert not svc._check_consensus("relay", "stranger", wire.encode_vote(stranger))
-            # a later height cannot be judged yet: it goes on, the engine decides later
+            # a later height is judged against the validators known here
             later = replace(vote, height=5, signature=flip_byte(vote.signature, 0))
-            assert svc._check_consensus("relay", "forger", wire.encode_vote(later))
+            assert not svc._check_consensus("relay", "forger", wire.encode_vote(later))
+            del net.reports[-1]
             block = first_block(host, chain)
             prop = signed_proposal(host, block)
             assert svc._check_consensus("relay", "origin",
@@ -214,6 +215,53 @@ def test_forged_consensus_messages_of_the_height_stop_at_the_first_honest_hop(
                     assert not svc._check_consensus(
                         "relay", "replayer", wire.encode_compact_proposal(p, carried))
             assert [peer for peer, _ in net.reports][2:] == ["replayer"] * 4  # the origin
+
+    trio.run(main)
+
+
+def test_later_heights_are_judged_by_the_validators_known_here(tmp_path: Path) -> None:
+    """Before: a vote or proposal of a later height passed unjudged, forged or not; each
+    one reached every node and sent each syncing (asking every peer for its tip)."""
+    from dataclasses import replace
+
+    from consensus.staking import Validator
+
+    async def main() -> None:
+        net = ScriptedNet()
+        async with running(tmp_path, net) as (host, svc):
+            voter, newcomer = NET.validator_keys[1], NET.user_keys[0]
+            honest = Vote(VoteType.PREVOTE, 5, 0, b"", addr(voter)).signed(voter,
+                                                                            NET.chain_id)
+            forged = replace(honest, signature=flip_byte(honest.signature, 0))
+            joined = Vote(VoteType.PREVOTE, 2, 0, b"", addr(newcomer)).signed(newcomer,
+                                                                                NET.chain_id)
+            # the newcomer is in no set known here: dropped, nobody reported, no sync
+            assert not svc._check_consensus("relay", "origin", wire.encode_vote(joined))
+            await svc.on_consensus("origin", wire.encode_vote(joined))
+            assert not svc.behind.is_set() and net.reports == []
+            # a forged vote of a known validator: dropped, its origin reported, no sync
+            assert not svc._check_consensus("relay", "forger", wire.encode_vote(forged))
+            assert [peer for peer, _ in net.reports] == ["forger"]
+            await svc.on_consensus("forger", wire.encode_vote(forged))  # delivered anyway
+            assert not svc.behind.is_set() and len(net.reports) == 2
+            # the honest one goes on, and says this node is behind
+            assert svc._check_consensus("relay", "origin", wire.encode_vote(honest))
+            await svc.on_consensus("origin", wire.encode_vote(honest))
+            assert svc.behind.is_set()
+            # once the newcomer signs the height after next, its votes for it go on
+            host.state = replace(host.state, next_validators=(
+                *host.state.validators, Validator(addr(newcomer), newcomer.public, 1)))
+            assert svc._check_consensus("relay", "origin", wire.encode_vote(joined))
+            # a proposal of a later height: its signer known, its signature checked
+            prop = Proposal(4, 0, bytes(32), -1, addr(voter)).signed(voter, NET.chain_id)
+            bad = replace(prop, signature=flip_byte(prop.signature, 0))
+            header = first_block(host, Chain(NET)).header
+            compact = wire.CompactProposal(prop, header, (), (), Commit.empty())
+            assert svc._judge_ahead(compact.proposal) is True
+            assert svc._judge_ahead(bad) is False
+            assert svc._check_consensus("relay", "origin", wire.encode_proposal(prop, b""))
+            assert not svc._check_consensus("relay", "forger", wire.encode_proposal(bad, b""))
+            assert [peer for peer, _ in net.reports] == ["forger"] * 3
 
     trio.run(main)
 
