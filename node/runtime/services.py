@@ -69,10 +69,12 @@ and moves to the next when a source fails or stalls."""
 FETCHES_PER_PEER = 2
 """Block requests open at once to one peer (its server refuses past 4 per protocol; a
 catch-up pull offers one proposal per round, all from the same peer)."""
-FETCH_ROUNDS_AHEAD = 2
-"""Proposals for rounds further ahead of our engine than this are not fetched (catch-up
-pulls them when we get there). Earlier rounds are: a block precommitted in a round we
-have left still decides the height."""
+PROPOSAL_ROUNDS_AHEAD = 2
+"""Proposals for rounds further ahead of our engine than this are neither validated nor
+fetched (catch-up pulls them when we get there): otherwise the proposer of a quarter of
+the engine's 1,000-round window makes every node apply, keep (a state copy each) and log
+hundreds of blocks per height. Earlier rounds are handled: a block precommitted in a round
+we have left still decides the height."""
 
 
 class Network(Publisher, Protocol):
@@ -330,7 +332,7 @@ class NodeServices:
             return
         if p.height != h.height + 1 or not self._judged(peer, p):
             return
-        if self._has_proposal(p):
+        if self._has_proposal(p) or self._too_far(p):
             return  # the engine keeps the first per round: no block fetch for a repeat
         if isinstance(msg, wire.CompactProposal):
             if msg.header.hash() != p.block_hash:
@@ -350,6 +352,13 @@ class NodeServices:
     def _has_proposal(self, p: Proposal) -> bool:
         engine = self.host.engine
         return engine.height == p.height and p.round in engine.proposals
+
+    def _too_far(self, p: Proposal) -> bool:
+        """A round more than PROPOSAL_ROUNDS_AHEAD ahead of our engine's (of round 0 while
+        the engine has not started the height)."""
+        engine = self.host.engine
+        our_round = engine.round if engine.height == p.height else 0
+        return p.round > our_round + PROPOSAL_ROUNDS_AHEAD
 
     async def _propose(self, peer: str, p: Proposal, raw: bytes,
                        decoded: Block | None = None) -> bool:
@@ -372,15 +381,13 @@ class NodeServices:
         Each round asks one source at a time, in the order they offered the proposal
         (up to MAX_FETCH_SOURCES waiting), each at most FETCH_TRIES_PER_PEER times, so a
         relay that offers a proposal and then serves nothing delays the honest sources
-        but cannot shut them out. Rounds more than FETCH_ROUNDS_AHEAD ahead of ours are
-        not fetched, nor anything before `run` has started; catch-up offers them again."""
-        h, key = self.host, (p.height, p.round)
+        but cannot shut them out. Rounds too far ahead (`_too_far`) are not fetched, nor
+        anything before `run` has started; catch-up offers them again."""
+        key = (p.height, p.round)
         if self._tasks is None:
             log.debug("not fetching block %s: not running yet", p.block_hash.hex()[:12])
             return
-        engine = h.engine
-        our_round = engine.round if engine.height == p.height else 0  # 0: not started it
-        if p.round > our_round + FETCH_ROUNDS_AHEAD:
+        if self._too_far(p):
             return
         for old in [k for k in self._fetches if k[0] < p.height]:
             del self._fetches[old]

@@ -38,10 +38,10 @@ from node.p2p.errors import RequestTimeout
 from node.runtime import wire
 from node.runtime.host import ConsensusHost, SyncedBlock
 from node.runtime.services import (
-    FETCH_ROUNDS_AHEAD,
     FETCH_TRIES_PER_PEER,
     FETCHES_PER_PEER,
     MAX_SYNC_RESPONSE_BYTES,
+    PROPOSAL_ROUNDS_AHEAD,
     PULL_DEADLINE_S,
     REQUEST_TIMEOUT_S,
     NodeServices,
@@ -161,6 +161,39 @@ def test_an_invalid_block_that_is_the_signed_one_is_the_proposers_fault(
             await trio.testing.wait_all_tasks_blocked(0.05)
             assert host.engine.proposals == {0: (prop, False)}
             assert net.reports == []  # the relay passed on what the proposer signed
+
+    trio.run(main)
+
+
+def test_a_proposer_cannot_make_a_node_validate_and_keep_blocks_for_far_rounds(
+        tmp_path: Path) -> None:
+    """Before: any round up to the engine's window (1,000 ahead) was validated, so the
+    proposer of a quarter of them could make every node apply a block and keep its state
+    (a copy of every account) and log it to the WAL, for each of them: hundreds per
+    height. Rounds past ours + PROPOSAL_ROUNDS_AHEAD wait for us to get there (pulled then)."""
+    chain = Chain(NET)
+
+    async def main() -> None:
+        net = ScriptedNet()
+        async with running(tmp_path, net) as (host, svc):
+            vs = host.validator_set()
+            sent = 0
+            for round_ in range(200):
+                proposer = vs.proposer(1, round_)
+                key = next(k for k in NET.validator_keys if addr(k) == proposer)
+                if key == NET.validator_keys[0]:
+                    continue  # our own rounds
+                block = chain.build(proposer=proposer,
+                                    time_ms=chain.state.time_ms + 1000 + round_)
+                prop = Proposal(1, round_, block.hash(), -1, proposer).signed(key,
+                                                                             NET.chain_id)
+                await svc.on_consensus("proposer", wire.encode_compact_proposal(prop, block))
+                sent += 1
+            await trio.testing.wait_all_tasks_blocked(0.05)
+            assert sent > 100
+            assert len(host.candidates) <= PROPOSAL_ROUNDS_AHEAD + 1
+            assert set(host.engine.proposals) <= set(range(PROPOSAL_ROUNDS_AHEAD + 1))
+            assert net.reports == []  # honest-looking: signed by each round's proposer
 
     trio.run(main)
 
@@ -655,7 +688,7 @@ def test_a_fetched_block_reaches_the_engine_and_far_rounds_are_not_fetched(
         async with running(tmp_path, net) as (host, svc):
             block = first_block(host, chain)
             await svc.on_consensus("proposer", compact_nobody_has(
-                host, chain, FETCH_ROUNDS_AHEAD + 1, 0))
+                host, chain, PROPOSAL_ROUNDS_AHEAD + 1, 0))
             prop = signed_proposal(host, block)
             await svc.on_consensus("proposer", wire.encode_compact_proposal(prop, block))
             await trio.testing.wait_all_tasks_blocked(0.05)
@@ -692,7 +725,7 @@ def test_far_rounds_are_not_fetched_while_the_engine_has_not_started_the_height(
             assert host.engine.height == 1  # not started on height 2 yet
             second = chain.build([tx_nobody_has(chain)])
             vs = host.validator_set()
-            for round_ in range(FETCH_ROUNDS_AHEAD + 1, FETCH_ROUNDS_AHEAD + 30):
+            for round_ in range(PROPOSAL_ROUNDS_AHEAD + 1, PROPOSAL_ROUNDS_AHEAD + 30):
                 key = next(k for k in NET.validator_keys
                            if addr(k) == vs.proposer(2, round_))
                 proposal = Proposal(2, round_, second.hash(), -1, addr(key)).signed(
@@ -733,7 +766,7 @@ def test_a_votes_reply_is_handled_once_per_message_and_within_a_deadline(
             await trio.sleep(4 * REQUEST_TIMEOUT_S)
             # round 0 twice (a second try: its first failed), then rounds 1 and 2, never
             # more than FETCHES_PER_PEER at once to the one peer; not the 47 beyond
-            assert len(fetches.times) == FETCH_TRIES_PER_PEER + FETCH_ROUNDS_AHEAD
+            assert len(fetches.times) == FETCH_TRIES_PER_PEER + PROPOSAL_ROUNDS_AHEAD
             assert fetches.most_open == FETCHES_PER_PEER
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
