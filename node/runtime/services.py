@@ -126,7 +126,7 @@ class NodeServices:
         self.txs_rejected = 0
         self.tx_batches_stopped = 0  # gossiped batches refused before forwarding
         self._verified: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
-        self._ahead_keys: tuple[object, dict[bytes, bytes]] = (None, {})  # (state, keys)
+        self._ahead_keys: tuple[object, dict[bytes, bytes]] = (None, {})  # (sets, keys)
         self._screen_rng = random.Random(os.urandom(16))  # a draw no peer can predict
         self.compact_misses = 0  # compact proposals with a tx not in our mempool
         self.heard = 0  # consensus messages handed to the engine (a sign gossip flows)
@@ -218,10 +218,11 @@ class NodeServices:
         one's), else whether its signature holds. Who proposes a later round is not
         checked here: the engine checks it when it gets there."""
         state = self.host.state
-        if self._ahead_keys[0] is not state:
+        sets = (state.validators, state.next_validators)  # not the state: kept, it would
+        if self._ahead_keys[0] != sets:  # hold a copy of every account after the next commit
             keys = {v.address: v.pubkey for v in state.next_validators}
             keys.update((v.address, v.pubkey) for v in state.validators)
-            self._ahead_keys = (state, keys)
+            self._ahead_keys = (sets, keys)
         signer = self._ahead_keys[1].get(msg.validator if isinstance(msg, Vote)
                                          else msg.proposer)
         if signer is None:

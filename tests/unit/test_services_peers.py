@@ -285,16 +285,20 @@ def test_later_heights_are_judged_by_the_validators_known_here(tmp_path: Path) -
             host.state = replace(host.state, next_validators=(
                 *host.state.validators, Validator(addr(newcomer), newcomer.public, 1)))
             assert svc._check_consensus("relay", "origin", wire.encode_vote(joined))
-            # a proposal of a later height: its signer known, its signature checked
-            prop = Proposal(4, 0, bytes(32), -1, addr(voter)).signed(voter, NET.chain_id)
+            # a (compact) proposal of a later height: its signer known, its signature checked
+            svc.behind = trio.Event()
+            block = first_block(host, Chain(NET))
+            prop = Proposal(4, 0, block.hash(), -1, addr(voter)).signed(voter, NET.chain_id)
             bad = replace(prop, signature=flip_byte(prop.signature, 0))
-            header = first_block(host, Chain(NET)).header
-            compact = wire.CompactProposal(prop, header, (), (), Commit.empty())
-            assert svc._judge_ahead(compact.proposal) is True
-            assert svc._judge_ahead(bad) is False
-            assert svc._check_consensus("relay", "origin", wire.encode_proposal(prop, b""))
-            assert not svc._check_consensus("relay", "forger", wire.encode_proposal(bad, b""))
-            assert [peer for peer, _ in net.reports] == ["forger"] * 3
+            assert not svc._check_consensus("relay", "forger",
+                                            wire.encode_compact_proposal(bad, block))
+            await svc.on_consensus("forger", wire.encode_compact_proposal(bad, block))
+            assert not svc.behind.is_set()
+            assert [peer for peer, _ in net.reports] == ["forger"] * 4
+            assert svc._check_consensus("relay", "origin",
+                                        wire.encode_compact_proposal(prop, block))
+            await svc.on_consensus("origin", wire.encode_compact_proposal(prop, block))
+            assert svc.behind.is_set() and len(net.reports) == 4
 
     trio.run(main)
 
