@@ -96,6 +96,13 @@ class SyncedBlock:
 
 
 @dataclass(frozen=True, slots=True)
+class Barrier:
+    """Set once the host has handled every event submitted before it (`settled`)."""
+
+    done: trio.Event
+
+
+@dataclass(frozen=True, slots=True)
 class DeferredProposal:
     """Our round-0 proposal, put off until the commit pause has passed (not logged: after
     a crash the engine asks for the proposal again)."""
@@ -134,7 +141,7 @@ class ConsensusHost:
         self.wal_path = wal_path
         self.wal: Wal | None = None
         self.inbox_send, self.inbox = trio.open_memory_channel[
-            Event | SyncedBlock | DeferredProposal](10_000)
+            Event | SyncedBlock | DeferredProposal | Barrier](10_000)
         self.progress = trio.Event()
         self.committed_txs = 0
         self.commit_listeners: list[Callable[[Block, State], None]] = []  # e.g. API metrics
@@ -212,11 +219,20 @@ class ConsensusHost:
                     await self._adopt(event)
                 elif isinstance(event, DeferredProposal):
                     await self._propose(event.effect, deferred=True)
+                elif isinstance(event, Barrier):
+                    event.done.set()
                 else:
                     await self.handle(event)
 
-    async def submit(self, event: Event | SyncedBlock | DeferredProposal) -> None:
+    async def submit(self, event: Event | SyncedBlock | DeferredProposal | Barrier) -> None:
         await self.inbox_send.send(event)
+
+    async def settled(self) -> None:
+        """Return once every event submitted before this call has been handled (votes
+        that move the engine to another round, say)."""
+        done = trio.Event()
+        await self.submit(Barrier(done))
+        await done.wait()
 
     def close(self) -> None:
         self.verifier.close()

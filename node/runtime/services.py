@@ -71,10 +71,14 @@ FETCHES_PER_PEER = 2
 catch-up pull offers one proposal per round, all from the same peer)."""
 PROPOSAL_ROUNDS_AHEAD = 2
 """Proposals for rounds further ahead of our engine than this are neither validated nor
-fetched (catch-up pulls them when we get there): otherwise the proposer of a quarter of
-the engine's 1,000-round window makes every node apply, keep (a state copy each) and log
-hundreds of blocks per height. Earlier rounds are handled: a block precommitted in a round
-we have left still decides the height."""
+fetched yet: otherwise the proposer of a quarter of the engine's 1,000-round window makes
+every node apply, keep (a state copy each) and log hundreds of blocks per height. They
+are parked (MAX_PARKED) and handed over when our engine gets near their round. Earlier
+rounds are handled: a block precommitted in a round we have left still decides the
+height."""
+MAX_PARKED = 8
+"""Proposals of rounds too far ahead kept for later, one per round, the lowest rounds
+first (each was signed by its round's proposer: checked before it is parked)."""
 
 
 class Network(Publisher, Protocol):
@@ -104,6 +108,9 @@ class _SyncBatch:
             self.refusal = why
         if why is not None or self.left == 0:
             self.done.set()
+
+
+Proposed = wire.ProposalMessage | wire.CompactProposal
 
 
 @dataclass
@@ -137,6 +144,12 @@ class NodeServices:
         self._tasks: trio.Nursery | None = None  # block fetches, set by `run`
         self._fetches: dict[tuple[int, int], _RoundFetch] = {}  # by (height, round)
         self._peer_fetches: dict[str, trio.Semaphore] = {}  # FETCHES_PER_PEER each
+        # (height, round) of the proposals handed to the engine, which keeps the first per
+        # round: later ones (an equivocating proposer's) are not validated, even before
+        # the engine has recorded the first
+        self._offered: set[tuple[int, int]] = set()
+        self._parked: dict[tuple[int, int], tuple[str, Proposed]] = {}  # see MAX_PARKED
+        self._releasing = False  # a task hands parked proposals over once the host settles
 
     def install(self) -> None:
         h = self.host
@@ -308,6 +321,9 @@ class NodeServices:
             return
         self.heard += 1
         await h.submit(VoteReceived(vote))
+        if self._parked and not self._releasing and self._tasks is not None:
+            self._releasing = True  # the vote may move the engine near a parked round
+            self._tasks.start_soon(self._release_when_settled)
 
     def _ahead(self, peer: str, msg: Vote | Proposal) -> None:
         """A message of a later height says we are behind, if one of the validators we
@@ -324,8 +340,9 @@ class NodeServices:
             self.net.report_bad(peer, f"{kind} with a bad signature")
         return verdict is True
 
-    async def _on_proposal(self, peer: str,
-                           msg: wire.ProposalMessage | wire.CompactProposal) -> None:
+    async def _on_proposal(self, peer: str, msg: Proposed, pulled: bool = False) -> None:
+        """`pulled`: from a catch-up pull, which may bring again a proposal we offered
+        and the engine then dropped (its next-height buffer full)."""
         h, p = self.host, msg.proposal
         await h.wait_for_commit(p.height)
         if p.height > h.height + 1:
@@ -333,8 +350,11 @@ class NodeServices:
             return
         if p.height != h.height + 1 or not self._judged(peer, p):
             return
-        if self._has_proposal(p) or self._too_far(p):
+        if self._has_proposal(p, pulled):
             return  # the engine keeps the first per round: no block fetch for a repeat
+        if self._too_far(p):
+            self._park(peer, msg)
+            return
         if isinstance(msg, wire.CompactProposal):
             if msg.header.hash() != p.block_hash:
                 self.net.report_bad(peer, "compact block does not match its proposal")
@@ -350,9 +370,39 @@ class NodeServices:
         else:
             self._start_fetch(peer, p)
 
-    def _has_proposal(self, p: Proposal) -> bool:
+    def _has_proposal(self, p: Proposal, pulled: bool = False) -> bool:
+        """The engine has a proposal for the round, or we handed it one (not counted for
+        a pulled one: see `_on_proposal`)."""
         engine = self.host.engine
-        return engine.height == p.height and p.round in engine.proposals
+        return ((engine.height == p.height and p.round in engine.proposals)
+                or (not pulled and (p.height, p.round) in self._offered))
+
+    def _park(self, peer: str, msg: Proposed) -> None:
+        key = (msg.proposal.height, msg.proposal.round)
+        if key not in self._parked:
+            self._parked[key] = (peer, msg)
+            if len(self._parked) > MAX_PARKED:
+                del self._parked[max(self._parked)]
+
+    async def _release_when_settled(self) -> None:
+        try:
+            await self.host.settled()
+            await self._release_parked()
+        finally:
+            self._releasing = False
+
+    async def _release_parked(self) -> None:
+        """Hand over the parked proposals whose round our engine has come near (after a
+        round skip, say); forget those of heights we have left."""
+        deciding = self.host.height + 1
+        for key in sorted(self._parked):
+            if key[0] < deciding:
+                self._parked.pop(key, None)
+            elif key[0] == deciding and key in self._parked:
+                peer, msg = self._parked[key]
+                if not self._too_far(msg.proposal):
+                    del self._parked[key]
+                    await self._on_proposal(peer, msg)
 
     def _too_far(self, p: Proposal) -> bool:
         """A round more than PROPOSAL_ROUNDS_AHEAD ahead of our engine's (of round 0 while
@@ -371,6 +421,8 @@ class NodeServices:
             self.net.report_bad(peer, "proposal with a block that is not the proposed one")
             return False
         self.heard += 1
+        self._offered = {key for key in self._offered if key[0] == p.height}
+        self._offered.add((p.height, p.round))
         await h.submit(ProposalReceived(p, valid))
         return True
 
@@ -590,6 +642,8 @@ class NodeServices:
         while True:
             height, round_, heard = self.host.height, self.host.engine.round, self.heard
             await trio.sleep(REGOSSIP_INTERVAL_S)
+            if self._parked:
+                await self._release_parked()
             if self.host.height != height or self.host.engine.round != round_:
                 still = 0
                 continue
@@ -611,9 +665,21 @@ class NodeServices:
             log.info("could not pull votes from %s: %s", peer, exc)
             return
         with trio.move_on_after(PULL_DEADLINE_S):  # a reply's block fetches stay bounded
+            proposals: dict[tuple[int, int], Proposed] = {}
             for message in dict.fromkeys(messages):  # each once, in the peer's order
-                if self._check_consensus(peer, peer, message):
-                    await self.on_consensus(peer, message)
+                if not self._check_consensus(peer, peer, message):
+                    continue
+                msg = wire.decode_consensus(message)
+                if isinstance(msg, Vote):
+                    await self._on_vote(peer, msg)
+                else:  # one per round: a reply cannot make us validate an equivocator's all
+                    proposals.setdefault((msg.proposal.height, msg.proposal.round), msg)
+            if proposals:  # after the votes, in the engine: they may take it to the round
+                await h.settled()  # of a proposal too far ahead of the one it is in now
+            for msg in proposals.values():
+                await self._on_proposal(peer, msg, pulled=True)
+            if self._parked:
+                await self._release_parked()
 
     async def serve_votes(self, peer: str, request: bytes) -> bytes:
         items = wire.decode(request, 64)

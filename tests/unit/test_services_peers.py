@@ -33,6 +33,7 @@ from consensus.bft.engine import TimeoutConfig
 from consensus.bft.messages import Proposal
 from consensus.block import Block
 from consensus.codec import encode
+from consensus.crypto import PrivateKey
 from consensus.vote import Commit, Vote, VoteType
 from node.p2p.errors import RequestTimeout
 from node.runtime import wire
@@ -40,6 +41,7 @@ from node.runtime.host import ConsensusHost, SyncedBlock
 from node.runtime.services import (
     FETCH_TRIES_PER_PEER,
     FETCHES_PER_PEER,
+    MAX_PARKED,
     MAX_SYNC_RESPONSE_BYTES,
     PROPOSAL_ROUNDS_AHEAD,
     PULL_DEADLINE_S,
@@ -193,7 +195,120 @@ def test_a_proposer_cannot_make_a_node_validate_and_keep_blocks_for_far_rounds(
             assert sent > 100
             assert len(host.candidates) <= PROPOSAL_ROUNDS_AHEAD + 1
             assert set(host.engine.proposals) <= set(range(PROPOSAL_ROUNDS_AHEAD + 1))
+            assert len(svc._parked) == MAX_PARKED  # the lowest rounds, for later
+            assert min(r for _, r in svc._parked) == PROPOSAL_ROUNDS_AHEAD + 1
             assert net.reports == []  # honest-looking: signed by each round's proposer
+
+    trio.run(main)
+
+
+def key_of(address: bytes) -> PrivateKey:
+    return next(k for k in NET.validator_keys if addr(k) == address)
+
+
+def prevote(height: int, round_: int, block_hash: bytes, key: PrivateKey) -> bytes:
+    return wire.encode_vote(Vote(VoteType.PREVOTE, height, round_, block_hash,
+                                 addr(key)).signed(key, NET.chain_id))
+
+
+def far_round_proposal(host: ConsensusHost, chain: Chain, round_: int
+                       ) -> tuple[Block, Proposal, PrivateKey]:
+    proposer = key_of(host.validator_set().proposer(1, round_))
+    block = chain.build(proposer=addr(proposer))
+    return block, Proposal(1, round_, block.hash(), -1, addr(proposer)).signed(
+        proposer, NET.chain_id), proposer
+
+
+def test_a_far_round_proposal_heard_before_the_round_skip_is_there_after_it(
+        tmp_path: Path) -> None:
+    """A node still in round 0 hears round 3's proposal, then the prevotes that take it
+    there (f+1 of them: a round skip). The proposal, too far ahead to validate when it
+    came, was parked and is handed over after the skip: pubsub delivers a message once,
+    so dropped, it would be back only with a catch-up pull, seconds later."""
+    round_ = PROPOSAL_ROUNDS_AHEAD + 1
+
+    async def main() -> None:
+        net = ScriptedNet()
+        async with running(tmp_path, net) as (host, svc):
+            block, prop, proposer = far_round_proposal(host, Chain(NET), round_)
+            await svc.on_consensus("p", wire.encode_compact_proposal(prop, block))
+            await trio.testing.wait_all_tasks_blocked(0.05)
+            assert host.engine.proposals == {} and len(svc._parked) == 1
+            other = next(k for k in NET.validator_keys[1:] if k != proposer)
+            for key in (other, proposer):
+                await svc.on_consensus("p", prevote(1, round_, block.hash(), key))
+            await trio.testing.wait_all_tasks_blocked(0.05)
+            assert host.engine.round == round_
+            assert host.engine.proposals == {round_: (prop, True)} and not svc._parked
+
+    trio.run(main)
+
+
+def test_one_pull_brings_a_node_rounds_behind_into_the_round_with_its_proposal(
+        tmp_path: Path) -> None:
+    """A pull's reply lists the round's proposal before the votes that take us there:
+    the votes go into the engine first, so one pull is enough (it took two before)."""
+    round_ = PROPOSAL_ROUNDS_AHEAD + 1
+
+    async def main() -> None:
+        async def serve(peer: str, protocol: str, payload: bytes, timeout: float) -> bytes:
+            if protocol == svc.votes_proto:
+                return wire.encode_messages(reply)
+            return wire.encode([block.encode()])  # the block fetch that follows
+
+        net = ScriptedNet(serve)
+        async with running(tmp_path, net) as (host, svc):
+            block, prop, proposer = far_round_proposal(host, Chain(NET), round_)
+            other = next(k for k in NET.validator_keys[1:] if k != proposer)
+            reply = [wire.encode_proposal(prop, b""),
+                     prevote(1, round_, block.hash(), other),
+                     prevote(1, round_, block.hash(), proposer)]
+            await svc._pull_votes("peer")
+            await trio.testing.wait_all_tasks_blocked(0.05)
+            assert host.engine.round == round_ and round_ in host.engine.proposals
+            assert [kind for _, kind in net.requests] == ["votes", "block"]
+            assert net.reports == []
+
+    trio.run(main)
+
+
+def test_equivocating_proposals_for_one_round_are_validated_once(tmp_path: Path) -> None:
+    """The engine keeps the first proposal per round, but it records it only when the
+    host gets to it: while the host was busy (a slow disk's fsync after a commit, here),
+    each of an equivocating proposer's proposals for its round was applied, kept as a
+    candidate (a state copy) and WAL-logged whole (40 of them before the fix)."""
+    from node.runtime import events as ev
+    from node.runtime.wal import replay
+
+    chain = Chain(NET)
+
+    async def main() -> None:
+        net = ScriptedNet()
+        async with running(tmp_path, net) as (host, svc):
+            first = chain.advance()
+            rotate, disk = host.wal.rotate, threading.Event()
+
+            def slow_rotate(record: bytes) -> None:
+                disk.wait(GATE_S)
+                rotate(record)
+
+            host.wal.rotate = slow_rotate
+            await host.submit(SyncedBlock(first, chain.last_commit))
+            with trio.fail_after(GATE_S):
+                while host.height < 1:
+                    await trio.sleep(0.01)
+            proposer = host.validator_set().proposer(2, 1)
+            for i in range(40):
+                block = chain.build(proposer=proposer, time_ms=chain.state.time_ms + 1 + i)
+                prop = Proposal(2, 1, block.hash(), -1, proposer).signed(key_of(proposer),
+                                                                         NET.chain_id)
+                await svc.on_consensus("byz", wire.encode_compact_proposal(prop, block))
+            assert len(host.candidates) == 1
+            disk.set()
+            await trio.testing.wait_all_tasks_blocked(0.1)
+            logged = [r for r in map(ev.decode_record, replay(host.wal_path))
+                      if isinstance(r, ev.ProposalRecord) and r.block]
+            assert len(logged) == 1 and list(host.engine.proposals) == [1]
 
     trio.run(main)
 
