@@ -150,6 +150,7 @@ class NodeServices:
         self._offered: set[tuple[int, int]] = set()
         self._parked: dict[tuple[int, int], tuple[str, Proposed]] = {}  # see MAX_PARKED
         self._releasing = False  # a task hands parked proposals over once the host settles
+        self._release_again = False  # a vote came after the task's last look
 
     def install(self) -> None:
         h = self.host
@@ -321,9 +322,11 @@ class NodeServices:
             return
         self.heard += 1
         await h.submit(VoteReceived(vote))
-        if self._parked and not self._releasing and self._tasks is not None:
-            self._releasing = True  # the vote may move the engine near a parked round
-            self._tasks.start_soon(self._release_when_settled)
+        if self._parked and self._tasks is not None:
+            self._release_again = True  # the vote may move the engine near a parked round
+            if not self._releasing:
+                self._releasing = True
+                self._tasks.start_soon(self._release_when_settled)
 
     def _ahead(self, peer: str, msg: Vote | Proposal) -> None:
         """A message of a later height says we are behind, if one of the validators we
@@ -340,9 +343,7 @@ class NodeServices:
             self.net.report_bad(peer, f"{kind} with a bad signature")
         return verdict is True
 
-    async def _on_proposal(self, peer: str, msg: Proposed, pulled: bool = False) -> None:
-        """`pulled`: from a catch-up pull, which may bring again a proposal we offered
-        and the engine then dropped (its next-height buffer full)."""
+    async def _on_proposal(self, peer: str, msg: Proposed) -> None:
         h, p = self.host, msg.proposal
         await h.wait_for_commit(p.height)
         if p.height > h.height + 1:
@@ -350,7 +351,7 @@ class NodeServices:
             return
         if p.height != h.height + 1 or not self._judged(peer, p):
             return
-        if self._has_proposal(p, pulled):
+        if self._has_proposal(p):
             return  # the engine keeps the first per round: no block fetch for a repeat
         if self._too_far(p):
             self._park(peer, msg)
@@ -370,24 +371,29 @@ class NodeServices:
         else:
             self._start_fetch(peer, p)
 
-    def _has_proposal(self, p: Proposal, pulled: bool = False) -> bool:
-        """The engine has a proposal for the round, or we handed it one (not counted for
-        a pulled one: see `_on_proposal`)."""
+    def _has_proposal(self, p: Proposal) -> bool:
+        """The engine has a proposal for the round, or we handed it one."""
         engine = self.host.engine
         return ((engine.height == p.height and p.round in engine.proposals)
-                or (not pulled and (p.height, p.round) in self._offered))
+                or (p.height, p.round) in self._offered)
 
     def _park(self, peer: str, msg: Proposed) -> None:
         key = (msg.proposal.height, msg.proposal.round)
+        for old in [k for k in self._parked if k[0] < key[0]]:
+            del self._parked[old]  # heights left behind: they must not evict this one
         if key not in self._parked:
             self._parked[key] = (peer, msg)
             if len(self._parked) > MAX_PARKED:
                 del self._parked[max(self._parked)]
 
     async def _release_when_settled(self) -> None:
+        """Once the host has handled the votes submitted so far, hand over what they made
+        near; again while votes came in meanwhile (one may be the one that skips us)."""
         try:
-            await self.host.settled()
-            await self._release_parked()
+            while self._release_again and self._parked:
+                self._release_again = False
+                await self.host.settled()
+                await self._release_parked()
         finally:
             self._releasing = False
 
@@ -402,7 +408,10 @@ class NodeServices:
                 peer, msg = self._parked[key]
                 if not self._too_far(msg.proposal):
                     del self._parked[key]
-                    await self._on_proposal(peer, msg)
+                    try:
+                        await self._on_proposal(peer, msg)
+                    except Exception:  # as gossip delivery does: log it, go on
+                        log.exception("handling a parked proposal failed")
 
     def _too_far(self, p: Proposal) -> bool:
         """A round more than PROPOSAL_ROUNDS_AHEAD ahead of our engine's (of round 0 while
@@ -421,9 +430,14 @@ class NodeServices:
             self.net.report_bad(peer, "proposal with a block that is not the proposed one")
             return False
         self.heard += 1
-        self._offered = {key for key in self._offered if key[0] == p.height}
-        self._offered.add((p.height, p.round))
-        await h.submit(ProposalReceived(p, valid))
+        key = (p.height, p.round)
+        self._offered = {k for k in self._offered if k[0] == p.height}
+        self._offered.add(key)
+        try:
+            await h.submit(ProposalReceived(p, valid))
+        except BaseException:  # cancelled (a pull's deadline): the engine did not get it
+            self._offered.discard(key)
+            raise
         return True
 
     def _start_fetch(self, peer: str, p: Proposal) -> None:
@@ -665,21 +679,9 @@ class NodeServices:
             log.info("could not pull votes from %s: %s", peer, exc)
             return
         with trio.move_on_after(PULL_DEADLINE_S):  # a reply's block fetches stay bounded
-            proposals: dict[tuple[int, int], Proposed] = {}
             for message in dict.fromkeys(messages):  # each once, in the peer's order
-                if not self._check_consensus(peer, peer, message):
-                    continue
-                msg = wire.decode_consensus(message)
-                if isinstance(msg, Vote):
-                    await self._on_vote(peer, msg)
-                else:  # one per round: a reply cannot make us validate an equivocator's all
-                    proposals.setdefault((msg.proposal.height, msg.proposal.round), msg)
-            if proposals:  # after the votes, in the engine: they may take it to the round
-                await h.settled()  # of a proposal too far ahead of the one it is in now
-            for msg in proposals.values():
-                await self._on_proposal(peer, msg, pulled=True)
-            if self._parked:
-                await self._release_parked()
+                if self._check_consensus(peer, peer, message):
+                    await self.on_consensus(peer, message)
 
     async def serve_votes(self, peer: str, request: bytes) -> bytes:
         items = wire.decode(request, 64)

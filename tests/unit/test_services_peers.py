@@ -246,8 +246,9 @@ def test_a_far_round_proposal_heard_before_the_round_skip_is_there_after_it(
 
 def test_one_pull_brings_a_node_rounds_behind_into_the_round_with_its_proposal(
         tmp_path: Path) -> None:
-    """A pull's reply lists the round's proposal before the votes that take us there:
-    the votes go into the engine first, so one pull is enough (it took two before)."""
+    """A pull's reply lists the round's proposal before the votes that take us there: the
+    proposal, too far ahead when it is handled, is parked and handed over once the votes
+    have taken the engine there, so one pull is enough (it took two before)."""
     round_ = PROPOSAL_ROUNDS_AHEAD + 1
 
     async def main() -> None:
@@ -268,6 +269,91 @@ def test_one_pull_brings_a_node_rounds_behind_into_the_round_with_its_proposal(
             assert host.engine.round == round_ and round_ in host.engine.proposals
             assert [kind for _, kind in net.requests] == ["votes", "block"]
             assert net.reports == []
+
+    trio.run(main)
+
+
+def test_a_round_skip_vote_queued_behind_a_release_still_releases(tmp_path: Path) -> None:
+    """The first of the two votes that skip us to a parked proposal's round starts a
+    release, which waits for the host to handle what came before it; the second vote,
+    queued behind that wait, is the one that skips us. The release looks again after it
+    (before, the proposal stayed parked until catch-up's next tick, or another vote)."""
+    chain = Chain(NET)
+    round_ = PROPOSAL_ROUNDS_AHEAD + 1
+
+    async def main() -> None:
+        async with running(tmp_path, ScriptedNet()) as (host, svc):
+            first = chain.advance()
+            rotate, disk = host.wal.rotate, threading.Event()
+
+            def slow_rotate(record: bytes) -> None:  # holds the host in height 1's commit
+                disk.wait(GATE_S)
+                rotate(record)
+
+            host.wal.rotate = slow_rotate
+            await host.submit(SyncedBlock(first, chain.last_commit))
+            with trio.fail_after(GATE_S):
+                while host.height < 1:
+                    await trio.sleep(0.01)
+            proposer = key_of(host.validator_set().proposer(2, round_))
+            block = chain.build(proposer=addr(proposer))
+            prop = Proposal(2, round_, block.hash(), -1, addr(proposer)).signed(
+                proposer, NET.chain_id)
+            await svc.on_consensus("p", wire.encode_compact_proposal(prop, block))
+            assert list(svc._parked) == [(2, round_)]
+            other = next(k for k in NET.validator_keys[1:] if k != proposer)
+            await svc.on_consensus("p", prevote(2, round_, block.hash(), other))
+            await trio.testing.wait_all_tasks_blocked(0.05)  # the release waits its turn
+            await svc.on_consensus("p", prevote(2, round_, block.hash(), proposer))
+            disk.set()
+            await trio.testing.wait_all_tasks_blocked(0.1)
+            assert host.engine.height == 2 and host.engine.round == round_
+            assert host.engine.proposals == {round_: (prop, True)} and not svc._parked
+
+    trio.run(main)
+
+
+def test_parked_proposals_of_a_height_left_behind_do_not_crowd_out_the_next_ones(
+        tmp_path: Path) -> None:
+    chain = Chain(NET)
+
+    async def main() -> None:
+        async with running(tmp_path, ScriptedNet()) as (host, svc):
+            for round_ in range(PROPOSAL_ROUNDS_AHEAD + 1, 40):
+                proposer = host.validator_set().proposer(1, round_)
+                block = chain.build(proposer=proposer, time_ms=chain.state.time_ms + round_)
+                prop = Proposal(1, round_, block.hash(), -1, proposer).signed(
+                    key_of(proposer), NET.chain_id)
+                await svc.on_consensus("p", wire.encode_compact_proposal(prop, block))
+            assert len(svc._parked) == MAX_PARKED
+            await host.submit(SyncedBlock(chain.advance(), chain.last_commit))
+            await trio.testing.wait_all_tasks_blocked(0.1)
+            proposer = host.validator_set().proposer(2, round_)
+            block = chain.build(proposer=proposer)
+            prop = Proposal(2, round_, block.hash(), -1, proposer).signed(key_of(proposer),
+                                                                          NET.chain_id)
+            await svc.on_consensus("p", wire.encode_compact_proposal(prop, block))
+            assert list(svc._parked) == [(2, round_)]
+
+    trio.run(main)
+
+
+def test_a_proposal_whose_handover_was_cancelled_is_not_counted_as_offered(
+        tmp_path: Path) -> None:
+    """A pull's deadline can cancel the handover to the engine (its inbox full behind a
+    slow host): the round must not count as offered, or no later copy would be taken."""
+
+    async def main() -> None:
+        async with running(tmp_path, ScriptedNet()) as (host, svc):
+            block = Chain(NET).build(proposer=host.validator_set().proposer(1, 0))
+            prop = signed_proposal(host, block)
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await svc._propose("p", prop, block.encode(), block)
+            assert not svc._has_proposal(prop)
+            await svc.on_consensus("p", wire.encode_compact_proposal(prop, block))
+            await trio.testing.wait_all_tasks_blocked(0.05)
+            assert host.engine.proposals == {0: (prop, True)}
 
     trio.run(main)
 
