@@ -202,6 +202,25 @@ def test_a_proposer_cannot_make_a_node_validate_and_keep_blocks_for_far_rounds(
     trio.run(main)
 
 
+async def held_in_commit(host: ConsensusHost, chain: Chain) -> threading.Event:
+    """Commit `chain`'s next block (height 1) through sync with a slow disk: the host's
+    state moves to it, then the host stays in the commit (its WAL rotation waits, the
+    engine still at height 1) until the returned event is set."""
+    first = chain.advance()
+    rotate, disk = host.wal.rotate, threading.Event()
+
+    def slow_rotate(record: bytes) -> None:  # a slow disk's fsync
+        disk.wait(GATE_S)
+        rotate(record)
+
+    host.wal.rotate = slow_rotate
+    await host.submit(SyncedBlock(first, chain.last_commit))
+    with trio.fail_after(GATE_S):
+        while host.height < 1:
+            await trio.sleep(0.01)
+    return disk
+
+
 def key_of(address: bytes) -> PrivateKey:
     return next(k for k in NET.validator_keys if addr(k) == address)
 
@@ -283,18 +302,7 @@ def test_a_round_skip_vote_queued_behind_a_release_still_releases(tmp_path: Path
 
     async def main() -> None:
         async with running(tmp_path, ScriptedNet()) as (host, svc):
-            first = chain.advance()
-            rotate, disk = host.wal.rotate, threading.Event()
-
-            def slow_rotate(record: bytes) -> None:  # holds the host in height 1's commit
-                disk.wait(GATE_S)
-                rotate(record)
-
-            host.wal.rotate = slow_rotate
-            await host.submit(SyncedBlock(first, chain.last_commit))
-            with trio.fail_after(GATE_S):
-                while host.height < 1:
-                    await trio.sleep(0.01)
+            disk = await held_in_commit(host, chain)
             proposer = key_of(host.validator_set().proposer(2, round_))
             block = chain.build(proposer=addr(proposer))
             prop = Proposal(2, round_, block.hash(), -1, addr(proposer)).signed(
@@ -371,18 +379,7 @@ def test_equivocating_proposals_for_one_round_are_validated_once(tmp_path: Path)
     async def main() -> None:
         net = ScriptedNet()
         async with running(tmp_path, net) as (host, svc):
-            first = chain.advance()
-            rotate, disk = host.wal.rotate, threading.Event()
-
-            def slow_rotate(record: bytes) -> None:
-                disk.wait(GATE_S)
-                rotate(record)
-
-            host.wal.rotate = slow_rotate
-            await host.submit(SyncedBlock(first, chain.last_commit))
-            with trio.fail_after(GATE_S):
-                while host.height < 1:
-                    await trio.sleep(0.01)
+            disk = await held_in_commit(host, chain)
             proposer = host.validator_set().proposer(2, 1)
             for i in range(40):
                 block = chain.build(proposer=proposer, time_ms=chain.state.time_ms + 1 + i)
@@ -914,19 +911,7 @@ def test_far_rounds_are_not_fetched_while_the_engine_has_not_started_the_height(
     async def main() -> None:
         net = ScriptedNet(serve)
         async with running(tmp_path, net) as (host, svc):
-            first = chain.advance()
-            rotate = host.wal.rotate
-            rotating = threading.Event()
-
-            def slow_rotate(record: bytes) -> None:  # a slow disk's fsync
-                rotating.wait(GATE_S)
-                rotate(record)
-
-            host.wal.rotate = slow_rotate
-            await host.submit(SyncedBlock(first, chain.last_commit))
-            with trio.fail_after(GATE_S):
-                while host.height < 1:
-                    await trio.sleep(0.01)
+            rotating = await held_in_commit(host, chain)
             assert host.engine.height == 1  # not started on height 2 yet
             second = chain.build([tx_nobody_has(chain)])
             vs = host.validator_set()
