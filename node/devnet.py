@@ -40,9 +40,10 @@ class DevnetNode:
         self.config = open_home(home).config
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, new_sign_state: bool = False) -> None:
         log = open(self.home / "node.log", "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen([JEVONS, "node", "start", "--home", str(self.home)],
+        command = [JEVONS, "node", "start", "--home", str(self.home)]
+        self.proc = subprocess.Popen(command + ["--new-sign-state"] * new_sign_state,
                                      stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)  # Ctrl-C goes to us only
         log.close()
@@ -154,8 +155,10 @@ class DemoJobs:
 
 
 def run_devnet(root: Path, tx_rate: float, blocks: int, echo: Callable[[str], None],
-               keys: list[PrivateKey], job_rate: float = 0.0) -> int:
-    """Run the network under `root` until stopped; return the exit code."""
+               keys: list[PrivateKey], job_rate: float = 0.0,
+               new_sign_state: bool = False) -> int:
+    """Run the network under `root` until stopped; return the exit code. `new_sign_state`
+    is passed to each node (`jevons node start --new-sign-state`)."""
     nodes = [DevnetNode(p) for p in sorted(root.glob("node*")) if (p / "config.toml").exists()]
     if not nodes:
         raise NodeError(f"{root} holds no node homes")
@@ -164,7 +167,7 @@ def run_devnet(root: Path, tx_rate: float, blocks: int, echo: Callable[[str], No
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     for node in nodes:
-        node.start()
+        node.start(new_sign_state)
     echo(f"started {len(nodes)} nodes of chain {genesis.chain_id}; logs in {root}/node*/"
          f"node.log; Ctrl-C to stop")
     seed = int.from_bytes(genesis.hash()[:8], "big")

@@ -209,10 +209,14 @@ def first_jevons_error(group: BaseExceptionGroup) -> JevonsError | None:
 @click.option("--jobs", "job_rate", type=click.FloatRange(0, 60), default=0.0,
               help="Demo compute jobs to submit per minute (0: none); their progress through "
                    "the market is shown.")
+@click.option("--new-sign-state", is_flag=True,
+              help="Start validators whose sign state is missing from a fresh one: a kept "
+                   "--home made by an earlier version and stopped before its first block "
+                   "(see `jevons node start --new-sign-state`).")
 @chain_id_option
 def devnet(validators: int, home: Path | None, accounts: int, blocks: int, tx_rate: float,
            base_port: int, block_time: float, providers: int, job_rate: float,
-           chain_id: str) -> None:
+           new_sign_state: bool, chain_id: str) -> None:
     """Run a local network: N validators on loopback, funded dev accounts, demo traffic."""
     import tempfile
 
@@ -228,7 +232,7 @@ def devnet(validators: int, home: Path | None, accounts: int, blocks: int, tx_ra
         keys = print_accounts(root / "node0")
         from node.devnet import run_devnet
 
-        code = run_devnet(root, tx_rate, blocks, click.echo, keys, job_rate)
+        code = run_devnet(root, tx_rate, blocks, click.echo, keys, job_rate, new_sign_state)
     if code:
         raise SystemExit(code)
 

@@ -122,3 +122,22 @@ def test_devnet_of_four_validators_and_a_provider_agrees_and_stops_cleanly(
     assert len(tips) == 1  # the same block at the common height: no fork
     for h in homes:
         assert "Traceback" not in (h / "node.log").read_text()
+
+
+def test_a_kept_devnet_that_never_signed_starts_with_new_sign_state(tmp_path: Path) -> None:
+    """Homes made before the sign state came with the key have none until their first
+    signature. Such a devnet, stopped before its first block, cannot resume: its
+    validators refuse to start without their sign state, and `--new-sign-state` (passed to
+    each node) starts them. Before, devnet had no way to pass it."""
+    root = tmp_path / "net"
+    jevons("testnet", "--validators", "4", "--accounts", "2", "--out", root, "--base-port",
+           str(free_port_block(8)), check=True)  # the layout devnet keeps under --home
+    for state in root.glob("node*/data/signer/sign_state.bin"):
+        state.unlink()  # as an earlier version left a home whose key never signed
+    refused = jevons("devnet", "--home", root, "--blocks", "2", "--tx-rate", "0",
+                     timeout=120)
+    assert refused.returncode == 1 and "--new-sign-state" in refused.stdout
+    started = jevons("devnet", "--home", root, "--blocks", "2", "--tx-rate", "0",
+                     "--new-sign-state", timeout=180, check=True)
+    assert "stopped at height" in started.stdout
+    assert len(list(root.glob("node*/data/signer/sign_state.bin"))) == 4
