@@ -43,8 +43,9 @@ class DevnetNode:
     def start(self, new_sign_state: bool = False) -> None:
         log = open(self.home / "node.log", "ab")  # noqa: SIM115 - handed to the child
         command = [JEVONS, "node", "start", "--home", str(self.home)]
-        self.proc = subprocess.Popen(command + ["--new-sign-state"] * new_sign_state,
-                                     stdout=log, stderr=subprocess.STDOUT,
+        if new_sign_state:
+            command.append("--new-sign-state")
+        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)  # Ctrl-C goes to us only
         log.close()
 
